@@ -68,3 +68,4 @@ class ProbeReport:
     checks: tuple[CheckResult, ...]
     overall: OverallStatus
     bench_settings: dict[str, Any]
+    kind: str = "probe"
