@@ -1,0 +1,90 @@
+"""`python -m bench`: thin click commands; domain errors become one-line messages and exit codes."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from bench.config import PROFILES
+
+EXIT_INTERRUPTED = 130
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Measure Ollama and native sentence-transformers side by side (TD-073) and render the verdict."""
+
+
+@main.command()
+@click.option("--profile", type=click.Choice(sorted(PROFILES)), default="td073", show_default=True,
+              help="td073: the ticket's full plan with BAAI/bge-m3. smoke: small sets and a small shipped "
+                   "model, a few minutes on a CPU.")
+@click.option("--backend", "backends", multiple=True, metavar="NAME",
+              help="Backend to measure (repeatable); default: the profile's list. "
+                   "Known: ollama, ollama-legacy, native-fp32, native-fp16, native-bf16.")
+@click.option("--texts", "texts_file", type=click.Path(path_type=Path),
+              help="Bench your own corpus instead of the generated sets: JSONL ({\"text\": ...}) or one text per line.")
+@click.option("--beir", "beir_dir", type=click.Path(path_type=Path),
+              help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/test.tsv) for nDCG@10 / Recall@10 per backend.")
+@click.option("--results", "results_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("results"), show_default=True, help="Folder for bench.json and vectors/.")
+@click.option("--ollama-host", envvar="OLLAMA_HOST", default="http://127.0.0.1:11434", show_default=True,
+              help="Ollama server URL (also read from OLLAMA_HOST).")
+@click.option("--timeout", "timeout_s", type=float, default=120.0, show_default=True,
+              help="Seconds before one Ollama request counts as failed.")
+@click.option("--num-ctx", type=int, help="Ollama num_ctx option (context tokens; changing it reloads the model).")
+@click.option("--num-batch", type=int, help="Ollama num_batch option (changing it reloads the model).")
+@click.option("--device", help="Device for native backends (default: cuda when available, else cpu).")
+@click.option("--resume", is_flag=True, help="Continue a partial results/bench.json instead of starting over.")
+def run(profile, backends, texts_file, beir_dir, results_dir, ollama_host, timeout_s, num_ctx, num_batch,
+        device, resume) -> None:
+    """Run the bench and write RESULTS/bench.json (raw samples, summaries, quality)."""
+    from rich.console import Console
+
+    from bench.backends import BACKENDS
+    from bench.config import BenchConfig
+    from bench.progress import RichReporter
+
+    chosen = tuple(backends) or PROFILES[profile].backends
+    unknown = [b for b in chosen if b not in BACKENDS]
+    if unknown:
+        raise click.UsageError(f"unknown backend(s) {', '.join(unknown)}; known: {', '.join(BACKENDS)}")
+    options = {k: v for k, v in (("num_ctx", num_ctx), ("num_batch", num_batch)) if v is not None}
+    config = BenchConfig(profile=PROFILES[profile], backends=chosen, results_dir=results_dir,
+                         ollama_host=ollama_host, timeout_s=timeout_s, ollama_options=options,
+                         texts_file=texts_file, beir_dir=beir_dir, device=device, resume=resume)
+    console = Console(stderr=True)
+    state = run_with_signals(config, console, RichReporter)
+    from bench.summary import print_summary
+
+    print_summary(console, state)
+    console.print(f"wrote {results_dir / 'bench.json'} ({state.status})")
+
+
+def run_with_signals(config, console, reporter_cls):
+    """Run the bench; SIGTERM (docker compose stop) is handled like Ctrl-C: save partial, exit 130."""
+    from bench.beir import BeirError
+    from bench.config import ConfigError
+    from bench.runner import run_bench
+    from bench.workload import WorkloadError
+    from probe.output import ResultsFileError
+
+    def on_sigterm(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        with reporter_cls(console) as reporter:
+            return asyncio.run(run_bench(config, reporter))
+    except KeyboardInterrupt:
+        console.print(f"[yellow]interrupted[/]: results so far are in {config.results_dir / 'bench.json'} "
+                      "(status partial); continue with --resume")
+        sys.exit(EXIT_INTERRUPTED)
+    except (ConfigError, WorkloadError, BeirError, ResultsFileError) as err:
+        raise click.ClickException(str(err)) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)

