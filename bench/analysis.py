@@ -25,6 +25,7 @@ class ThroughputPoint:
     texts_per_s: float | None  # whole set / wall of the pass; None if any batch failed
     tokens_per_s: float | None
     per_batch_texts_per_s: Summary  # spread across the pass's batches
+    per_batch_rates: tuple[float, ...]  # the raw per-batch texts/s behind that summary
     failures: int
 
 
@@ -72,6 +73,7 @@ def throughput_point(m: dict[str, Any], set_tokens: int, set_texts: int) -> Thro
         texts_per_s=set_texts / m["wall_s"] if complete else None,
         tokens_per_s=set_tokens / m["wall_s"] if complete else None,
         per_batch_texts_per_s=summarize(per_batch),
+        per_batch_rates=tuple(s.value for s in per_batch if s.ok),
         failures=failures,
     )
 

@@ -88,3 +88,23 @@ def run_with_signals(config, console, reporter_cls):
         raise click.ClickException(str(err)) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@main.command()
+@click.option("--results", "results_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("results"), show_default=True, help="Folder holding probe.json and bench.json.")
+@click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
+def verdict(results_dir: Path, no_plots: bool) -> None:
+    """Render RESULTS/verdict.md (plots, and TD-follow-up.md when a TD is recommended) from the results."""
+    from bench.verdict import render_verdict
+    from probe.output import ResultsFileError
+
+    try:
+        decision, written = render_verdict(results_dir, with_plots=not no_plots)
+    except ResultsFileError as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(f"Decision: {decision.outcome.value}")
+    for reason in decision.reasons:
+        click.echo(f"  - {reason}")
+    for path in written:
+        click.echo(f"wrote {path}")

@@ -58,6 +58,7 @@ class QualityRecord:
     neighbours: dict[str, Any]
     nonfinite_control: tuple[int, ...]
     nonfinite_treatment: tuple[int, ...]
+    per_text_cosine: tuple[float, ...]  # raw values behind `cosine` (NaN where a vector was not finite)
 
 
 @dataclass(frozen=True)

@@ -136,6 +136,11 @@ def restore_state(results_dir: Path, config_payload: dict[str, Any], digest: str
         state.backends[name] = BackendRecord(name=name, description=rec["description"], load=rec["load"],
                                              memory=tuple(rec["memory"]), error=rec["error"])
     state.failures.extend(Failure(**f) for f in data["failures"])
+    state.truncation.extend(
+        TruncationRecord(**{**t, **{k: tuple(t[k]) for k in ("expected_tokens", "reported_tokens", "truncated")}})
+        for t in data["truncation"]
+    )
+    state.retrieval.extend(RetrievalRecord(**r) for r in data["retrieval"])
     return state
 
 
@@ -184,7 +189,7 @@ async def measure_backend(backend: EmbeddingBackend, config: BenchConfig, text_s
     try:
         load = await backend.load()
     except BackendError as err:
-        state.backends[backend.name] = BackendRecord(backend.name, {}, None, (), str(err))
+        state.backends[backend.name] = BackendRecord(backend.name, backend.describe(), None, (), str(err))
         state.failures.append(Failure(backend.name, None, "load", str(err)))
         reporter.note(f"[red]{backend.name}[/]: {err}")
         save(state, results_dir)
@@ -293,20 +298,26 @@ def compare_quality(state: RunState, results_dir: Path, backend_names: Sequence[
         available = [(n, v) for n, v in available if v is not None]
         for (control, a), (treatment, b) in itertools.combinations(available, 2):
             cosines = quality.paired_cosine(a, b)
-            n_pairs = min(pairs_per_set, len(ts.texts) * (len(ts.texts) - 1) // 2)
+            n = len(ts.texts)
+            # Rank statistics need at least three texts; a tiny user corpus gets cosines only.
+            spearman = (quality.pairwise_similarity_spearman(a, b, n_pairs=min(pairs_per_set, n * (n - 1) // 2),
+                                                             seed=seed) if n >= 3 else {})
+            neighbours = quality.neighbour_agreement(a, b, k=min(k, n - 1)) if n >= 3 else {}
             state.quality.append(QualityRecord(
                 control=control,
                 treatment=treatment,
                 text_set=ts.name,
                 cosine=to_jsonable(quality.summarize_cosine(cosines)),
-                spearman=to_jsonable(quality.pairwise_similarity_spearman(a, b, n_pairs=n_pairs, seed=seed)),
-                neighbours=to_jsonable(quality.neighbour_agreement(a, b, k=min(k, len(ts.texts) - 1))),
+                spearman=to_jsonable(spearman),
+                neighbours=to_jsonable(neighbours),
                 nonfinite_control=tuple(quality.nonfinite_rows(a)),
                 nonfinite_treatment=tuple(quality.nonfinite_rows(b)),
+                per_text_cosine=tuple(float(c) for c in cosines),
             ))
 
 
-async def evaluate_beir(backend: EmbeddingBackend, beir, batch_size: int, reporter: Reporter) -> RetrievalRecord:
+async def evaluate_beir(backend: EmbeddingBackend, beir, dataset: str, batch_size: int,
+                        reporter: Reporter) -> RetrievalRecord:
     """Embed the BEIR corpus and queries with this backend; nDCG@10 and Recall@10 from qrels."""
     from bench import beir as beir_metrics
 
@@ -327,11 +338,11 @@ async def evaluate_beir(backend: EmbeddingBackend, beir, batch_size: int, report
     recall = beir_metrics.recall_at_k(run, beir.qrels, k=10)
     return RetrievalRecord(
         backend=backend.name,
-        dataset=str(beir.folder) if hasattr(beir, "folder") else "beir",
-        ndcg_at_10=ndcg["mean"],
-        recall_at_10=recall["mean"],
-        queries=len(ndcg["per_query"]),
-        per_query={"ndcg_at_10": ndcg["per_query"], "recall_at_10": recall["per_query"]},
+        dataset=dataset,
+        ndcg_at_10=ndcg.mean,
+        recall_at_10=recall.mean,
+        queries=ndcg.n_queries,
+        per_query={"ndcg_at_10": ndcg.per_query, "recall_at_10": recall.per_query},
     )
 
 
@@ -414,7 +425,7 @@ async def run_bench(config: BenchConfig, reporter: Reporter | None = None) -> Ru
             backend = BACKENDS[name](settings)
             await measure_backend(backend, config, workload.sets, state, results_dir, reporter)
             if beir is not None and state.backends[name].error is None:
-                await retrieval_for(backend, beir, state, reporter)
+                await retrieval_for(backend, beir, str(config.beir_dir), state, reporter)
                 save(state, results_dir)
         compare_quality(state, results_dir, config.backends, workload.sets, config.profile.quality_pairs,
                         config.profile.neighbours_k, config.profile.seed)
@@ -429,10 +440,11 @@ async def run_bench(config: BenchConfig, reporter: Reporter | None = None) -> Ru
     return state
 
 
-async def retrieval_for(backend: EmbeddingBackend, beir, state: RunState, reporter: Reporter) -> None:
+async def retrieval_for(backend: EmbeddingBackend, beir, dataset: str, state: RunState,
+                        reporter: Reporter) -> None:
     try:
         await backend.load()
-        state.retrieval.append(await evaluate_beir(backend, beir, batch_size=32, reporter=reporter))
+        state.retrieval.append(await evaluate_beir(backend, beir, dataset, batch_size=32, reporter=reporter))
     except BackendError as err:
         state.failures.append(Failure(backend.name, "beir", "retrieval", str(err)))
     finally:

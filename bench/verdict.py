@@ -1,0 +1,541 @@
+"""From probe.json and bench.json to the decision and the one context object the
+verdict templates render. All Markdown lives in templates/verdict/."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.analysis import SetFigures, all_figures, backend_names, set_figures, text_set_names
+from bench.decision import (
+    COSINE_MEAN_MIN,
+    COSINE_P1_MIN,
+    MIGRATION_SPEEDUP,
+    NEIGHBOUR_AGREEMENT_MIN,
+    SIMILAR_BELOW,
+    Decision,
+    DecisionInputs,
+    Outcome,
+    SpeedComparison,
+    decide,
+)
+from bench.stats import ratio_with_spread
+from probe.view import Table, format_value
+
+VERDICT_MD = "verdict.md"
+FOLLOW_UP_MD = "TD-follow-up.md"
+MIB = 1024 * 1024
+
+
+def backend_kind(bench: dict[str, Any], name: str) -> str | None:
+    """'ollama' or 'native', as the backend described itself."""
+    record = bench["backends"].get(name) or {}
+    return (record.get("description") or {}).get("kind")
+
+
+def measured_backends(bench: dict[str, Any], kind: str) -> list[str]:
+    """Backends of a kind that loaded and have at least one successful sample."""
+    names = []
+    for name in backend_names(bench):
+        record = bench["backends"].get(name)
+        if record is None or record.get("error") or backend_kind(bench, name) != kind:
+            continue
+        if any(s["ok"] for m in bench["measurements"] if m["backend"] == name for s in m["samples"]):
+            names.append(name)
+    return names
+
+
+def quality_record(bench: dict[str, Any], a: str, b: str, text_set: str) -> dict[str, Any] | None:
+    for q in bench["quality"]:
+        if {q["control"], q["treatment"]} == {a, b} and q["text_set"] == text_set:
+            return q
+    return None
+
+
+def quality_issues_for(bench: dict[str, Any], control: str, treatment: str) -> tuple[bool | None, list[str]]:
+    """Does `treatment` reproduce `control`'s vectors on every text set, by the stated thresholds?"""
+    issues, compared = [], 0
+    for text_set in text_set_names(bench):
+        q = quality_record(bench, control, treatment, text_set)
+        if q is None:
+            continue
+        compared += 1
+        cos, nb = q["cosine"], q["neighbours"]
+        mean, p1, agree = _num(cos.get("mean")), _num(cos.get("p1")), _num(nb.get("mean"))
+        if q["nonfinite_control"] or q["nonfinite_treatment"]:
+            issues.append(f"non-finite vectors on '{text_set}': {control} {len(q['nonfinite_control'])}, "
+                          f"{treatment} {len(q['nonfinite_treatment'])}")
+        if mean is None or mean < COSINE_MEAN_MIN or p1 is None or p1 < COSINE_P1_MIN:
+            issues.append(f"cosine {treatment} vs {control} on '{text_set}': mean {format_value(mean)}, "
+                          f"p1 {format_value(p1)} (need mean >= {COSINE_MEAN_MIN}, p1 >= {COSINE_P1_MIN})")
+        if agree is None or agree < NEIGHBOUR_AGREEMENT_MIN:
+            issues.append(f"top-10 neighbour agreement on '{text_set}': {format_value(agree)} "
+                          f"(need >= {NEIGHBOUR_AGREEMENT_MIN})")
+    return (None if compared == 0 else not issues), issues
+
+
+def _num(value: Any) -> float | None:
+    if value is None:
+        return None
+    number = float(value)  # "NaN"/"Infinity" strings from JSON included
+    return number if math.isfinite(number) else None
+
+
+def speed_comparisons(bench: dict[str, Any], control: str, treatment: str) -> list[SpeedComparison]:
+    out = []
+    for text_set in text_set_names(bench):
+        c, t = set_figures(bench, control, text_set), set_figures(bench, treatment, text_set)
+        cb, tb = c.best_throughput, t.best_throughput
+        if cb and tb:
+            spread = _ratio_ci(tb.per_batch_rates, cb.per_batch_rates)
+            out.append(SpeedComparison(
+                text_set, "throughput (best batch size)", tb.texts_per_s / cb.texts_per_s, *spread,
+                f"{format_value(tb.texts_per_s)} vs {format_value(cb.texts_per_s)} texts/s "
+                f"(batch {tb.batch_size} vs {cb.batch_size})"))
+        if c.single_samples_ms and t.single_samples_ms:
+            r = ratio_with_spread(c.single_samples_ms, t.single_samples_ms)
+            out.append(SpeedComparison(
+                text_set, "single-text latency p50", r.ratio, r.ci95_low, r.ci95_high,
+                f"p50 {format_value(r.treatment_median)} vs {format_value(r.control_median)} ms "
+                f"(n={r.n_treatment}, {r.n_control})"))
+    return out
+
+
+def _ratio_ci(treatment_rates: tuple[float, ...], control_rates: tuple[float, ...]) -> tuple[float | None, float | None]:
+    # Rates: bigger is better, so treatment/control is ratio_with_spread(control=treatment...).
+    if len(treatment_rates) < 2 or len(control_rates) < 2:
+        return None, None
+    r = ratio_with_spread(treatment_rates, control_rates)
+    return r.ci95_low, r.ci95_high
+
+
+def mean_best_throughput(bench: dict[str, Any], name: str) -> float:
+    rates = [f.best_throughput.texts_per_s for f in (set_figures(bench, name, s) for s in text_set_names(bench))
+             if f.best_throughput]
+    return sum(rates) / len(rates) if rates else 0.0
+
+
+def choose_pair(bench: dict[str, Any]) -> tuple[str | None, str | None]:
+    """Control: the fastest Ollama backend (the fair baseline). Treatment: the fastest native
+    backend whose vectors match the control, else the fastest native backend."""
+    ollama = sorted(measured_backends(bench, "ollama"), key=lambda n: -mean_best_throughput(bench, n))
+    native = sorted(measured_backends(bench, "native"), key=lambda n: -mean_best_throughput(bench, n))
+    control = ollama[0] if ollama else None
+    if control is None or not native:
+        return control, native[0] if native else None
+    matching = [n for n in native if quality_issues_for(bench, control, n)[0]]
+    return control, (matching or native)[0]
+
+
+def truncation_issues(bench: dict[str, Any], control: str | None, treatment: str | None) -> list[str]:
+    """Texts one side cut and the other did not: the two sides embedded different inputs."""
+    cut = {(t["backend"], t["text_set"]): set(t["truncated"]) for t in bench["truncation"]}
+    issues = []
+    for text_set in text_set_names(bench):
+        a, b = cut.get((control, text_set)), cut.get((treatment, text_set))
+        if a is None or b is None:
+            continue
+        if a != b:
+            issues.append(f"'{text_set}': {control} cut {len(a)} texts, {treatment} cut {len(b)} "
+                          f"({len(a ^ b)} differ)")
+    return issues
+
+
+def decision_inputs(probe: dict[str, Any] | None, bench: dict[str, Any]) -> tuple[DecisionInputs, str | None, str | None]:
+    control, treatment = choose_pair(bench)
+    missing = []
+    if control is None:
+        missing.append("the Ollama side was not measured"
+                       + _failure_hint(bench, "ollama"))
+    if treatment is None:
+        missing.append("the native side was not measured" + _failure_hint(bench, "native"))
+    quality_ok, quality_problems = (None, [])
+    speed: list[SpeedComparison] = []
+    if control and treatment:
+        quality_ok, quality_problems = quality_issues_for(bench, control, treatment)
+        speed = speed_comparisons(bench, control, treatment)
+    overall = (probe or {}).get("overall", {})
+    native_device = ((bench["backends"].get(treatment) or {}).get("description") or {}).get("device") if treatment else None
+    inputs = DecisionInputs(
+        probe_status=overall.get("status") if probe else None,
+        probe_target_probed=bool(overall.get("target_probed")),
+        probe_reason=overall.get("reason", ""),
+        workarounds=tuple(overall.get("workarounds", ())),
+        bench_complete=bench["status"] == "complete",
+        native_device=native_device,
+        missing=tuple(missing),
+        speed=tuple(speed),
+        quality_ok=quality_ok,
+        quality_issues=tuple(quality_problems),
+        truncation_issues=tuple(truncation_issues(bench, control, treatment)),
+    )
+    return inputs, control, treatment
+
+
+def _failure_hint(bench: dict[str, Any], kind: str) -> str:
+    errors = [rec["error"] for name, rec in bench["backends"].items()
+              if rec.get("error") and backend_kind(bench, name) == kind]
+    return f" ({errors[0]})" if errors else ""
+
+
+# ---------------------------------------------------------------- the template context
+
+
+@dataclass(frozen=True)
+class ChecklistItem:
+    section: str
+    item: str
+    key: str
+    measured: bool
+    evidence: str
+
+
+@dataclass(frozen=True)
+class VerdictContext:
+    """The one object every verdict template reads (as `ctx`)."""
+
+    outcome: str
+    outcome_is_migration: bool
+    reasons: tuple[str, ...]
+    control: str | None
+    treatment: str | None
+    thresholds: tuple[tuple[str, str], ...]
+    speed: Table
+    driving: str | None
+    created_at: str
+    bench_status: str
+    profile: str
+    environment: Table
+    probe_overall: str
+    probe_reason: str
+    probe_checks: Table
+    workarounds: tuple[str, ...]
+    single: Table
+    batch: Table
+    throughput: Table
+    concurrency: Table
+    load: Table
+    memory: Table
+    overhead: Table
+    quality: Table
+    retrieval: Table
+    truncation: Table
+    failures: Table
+    workload: Table
+    checklist: tuple[ChecklistItem, ...]
+    next_steps: tuple[str, ...]
+    plots: tuple[tuple[str, str], ...]  # (title, file name next to verdict.md)
+    native_facts: tuple[tuple[str, str], ...]
+
+
+def _table(title: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> Table:
+    return Table(title, columns, tuple(tuple(format_value(v) if not isinstance(v, str) else v for v in r)
+                                       for r in rows))
+
+
+def _ms(summary) -> tuple[Any, ...]:
+    return (summary.count, summary.failures, summary.p50, summary.p95, summary.p99, summary.mean, summary.stdev)
+
+
+def performance_tables(bench: dict[str, Any]) -> dict[str, Table]:
+    figures: list[SetFigures] = list(all_figures(bench))
+    single = [(f.backend, f.text_set, *_ms(f.single_ms)) for f in figures if f.single_ms]
+    batch = [(f.backend, f.text_set, f.batch_size, f.batch_ms.count, f.batch_ms.failures, f.batch_ms.p50,
+              f.batch_ms.min, f.batch_ms.max) for f in figures if f.batch_ms]
+    throughput = []
+    for f in figures:
+        best = f.best_throughput
+        for p in f.throughput:
+            spread = p.per_batch_texts_per_s
+            throughput.append((f.backend, f.text_set, p.batch_size, p.texts, p.texts_per_s, p.tokens_per_s,
+                               f"{format_value(spread.min)}–{format_value(spread.max)} (n={spread.count})",
+                               p.failures, "best" if best is p else ""))
+    concurrency = [(f.backend, f.text_set, c.callers, c.requests, c.latency_ms.failures, c.requests_per_s,
+                    c.latency_ms.p50, c.latency_ms.p95) for f in figures for c in f.concurrency]
+    overhead = [(f.backend, f.text_set, f.wrapper_overhead_ms.count, f.wrapper_overhead_ms.p50,
+                 f.wrapper_overhead_ms.p95) for f in figures if f.wrapper_overhead_ms]
+    return {
+        "single": _table("Single-text latency (ms)", ("backend", "set", "n", "failed", "p50", "p95", "p99", "mean", "stdev"), single),
+        "batch": _table("Batch latency (ms per call)", ("backend", "set", "batch", "n", "failed", "p50", "min", "max"), batch),
+        "throughput": _table("Throughput over the whole set", ("backend", "set", "batch size", "texts", "texts/s", "tokens/s",
+                                                               "per-batch texts/s min–max", "failed batches", ""), throughput),
+        "concurrency": _table("Concurrent async callers", ("backend", "set", "callers", "requests", "failed", "req/s",
+                                                           "p50 ms", "p95 ms"), concurrency),
+        "overhead": _table("Wrapper overhead: caller wall minus backend-internal time (ms)",
+                           ("backend", "set", "n", "p50", "p95"), overhead),
+    }
+
+
+def backend_tables(bench: dict[str, Any]) -> dict[str, Table]:
+    load, memory = [], []
+    for name in backend_names(bench):
+        rec = bench["backends"].get(name)
+        if not rec:
+            continue
+        if rec.get("load"):
+            ld = rec["load"]
+            load.append((name, ld["wall_s"], ld.get("reported_load_s"), ld.get("reported_source")))
+        for m in rec.get("memory", ()):
+            value = None if m.get("bytes") is None else m["bytes"] / MIB
+            memory.append((name, m["label"], value, m["source"]))
+    return {
+        "load": _table("Cold model load (one load each, n=1)", ("backend", "wall s", "backend-reported s", "source"), load),
+        "memory": _table("Memory (MiB)", ("backend", "figure", "MiB", "source"), memory),
+    }
+
+
+def quality_tables(bench: dict[str, Any]) -> dict[str, Table]:
+    quality = []
+    for q in bench["quality"]:
+        cos, sp, nb = q["cosine"], q["spearman"], q["neighbours"]
+        quality.append((q["treatment"], q["control"], q["text_set"], cos.get("count"), _num(cos.get("mean")),
+                        _num(cos.get("min")), _num(cos.get("p1")), _num(sp.get("rho")), sp.get("n_pairs"),
+                        _num(nb.get("mean")), nb.get("k"),
+                        len(q["nonfinite_control"]) + len(q["nonfinite_treatment"])))
+    retrieval = [(r["backend"], r["dataset"], r["queries"], r["ndcg_at_10"], r["recall_at_10"]) for r in bench["retrieval"]]
+    truncation = []
+    for t in bench["truncation"]:
+        reported = [x for x in t["reported_tokens"] if x is not None]
+        truncation.append((t["backend"], t["text_set"], len(t["expected_tokens"]), max(t["expected_tokens"], default=0),
+                           t["limit"], t["limit_source"], len(reported), len(t["truncated"])))
+    return {
+        "quality": _table("Vector agreement", ("backend", "vs", "set", "texts", "cosine mean", "cosine min", "cosine p1",
+                                               "Spearman rho", "pairs", "top-k agreement", "k", "non-finite"), quality),
+        "retrieval": _table("BEIR retrieval", ("backend", "dataset", "queries", "nDCG@10", "Recall@10"), retrieval),
+        "truncation": _table("Truncation (tokenizer count vs backend-reported count, per text)",
+                             ("backend", "set", "texts", "max tokens in set", "limit", "limit source",
+                              "texts with a reported count", "texts cut"), truncation),
+    }
+
+
+def environment_table(probe: dict[str, Any] | None, bench: dict[str, Any], control: str | None,
+                      treatment: str | None) -> Table:
+    facts = (probe or {}).get("facts", {})
+    libs = bench["environment"].get("libraries", {})
+    control_desc = ((bench["backends"].get(control) or {}).get("description") or {}) if control else {}
+    native_desc = ((bench["backends"].get(treatment) or {}).get("description") or {}) if treatment else {}
+    rows = [
+        ("GPU", facts.get("device_name"), "probe facts (torch.cuda)"),
+        ("compute capability", facts.get("device_capability"), "probe facts (torch.cuda.get_device_capability)"),
+        ("driver", facts.get("driver_version"), "probe facts (NVML)"),
+        ("CUDA (torch build)", facts.get("torch_cuda_version"), "probe facts (torch.version.cuda)"),
+        ("torch", libs.get("torch"), "importlib.metadata"),
+        ("sentence-transformers", libs.get("sentence-transformers"), "importlib.metadata"),
+        ("transformers", libs.get("transformers"), "importlib.metadata"),
+        ("native model", bench["config"].get("resolved_model"), "bench config"),
+        ("native device / dtype", f"{native_desc.get('device')} / {native_desc.get('dtype')}" if native_desc else None,
+         "native backend"),
+        ("Ollama server", control_desc.get("server_version"), "GET /api/version"),
+        ("Ollama model / digest", f"{control_desc.get('model')} / {control_desc.get('digest')}" if control_desc else None,
+         "GET /api/ps or /api/tags"),
+        ("Ollama options", control_desc.get("options"), "sent with each request"),
+    ]
+    return _table("Environment", ("what", "value", "source"), rows)
+
+
+def probe_table(probe: dict[str, Any] | None) -> Table:
+    rows = [(c["title"], c["status"], c["reason"].replace("|", "\\|")) for c in (probe or {}).get("checks", [])]
+    return _table("Probe checks", ("check", "status", "reason"), rows)
+
+
+def workload_table(bench: dict[str, Any]) -> Table:
+    rows = []
+    for s in bench["workload"]["sets"]:
+        counts = s["token_counts"]
+        rows.append((s["name"], len(counts), s.get("target_tokens"), sum(counts) / len(counts) if counts else None,
+                     min(counts, default=None), max(counts, default=None)))
+    return _table("Workload (tokens by the native model's tokenizer)",
+                  ("set", "texts", "target tokens", "mean tokens", "min", "max"), rows)
+
+
+def _check(probe: dict[str, Any] | None, name: str) -> dict[str, Any]:
+    return next((c for c in (probe or {}).get("checks", []) if c["name"] == name), {})
+
+
+def measured_items(probe: dict[str, Any] | None, bench: dict[str, Any]) -> dict[str, tuple[bool, str]]:
+    """Each TD-073 checklist key -> (measured?, evidence). Only what this run measured counts."""
+    facts = (probe or {}).get("facts", {})
+    on_gpu = bool((probe or {}).get("overall", {}).get("target_probed"))
+    capability = facts.get("device_capability")
+    on_sm121 = on_gpu and list(capability or []) == [12, 1]
+    cuda13 = str(facts.get("torch_cuda_version") or "").startswith("13")
+    ollama, native = measured_backends(bench, "ollama"), measured_backends(bench, "native")
+    both = bool(ollama and native)
+    scen = {m["scenario"] for m in bench["measurements"] if any(s["ok"] for s in m["samples"])}
+    mem = any(m.get("bytes") is not None for rec in bench["backends"].values() for m in rec.get("memory", ()))
+    loads = all((bench["backends"].get(n) or {}).get("load") for n in ollama[:1] + native[:1]) and both
+    quality = any({q["control"], q["treatment"]} & set(ollama) and {q["control"], q["treatment"]} & set(native)
+                  for q in bench["quality"])
+    retrieval = {r["backend"] for r in bench["retrieval"]}
+    st_ok = _check(probe, "sentence_transformers").get("status") in ("pass", "warn")
+    attention_on_gpu = on_gpu and _check(probe, "attention").get("status") in ("pass", "warn", "fail")
+    gpu_name = facts.get("device_name") or "no GPU"
+    items = {
+        "single_text_latency": ("single" in scen, "single-text latency table"),
+        "batch_latency": ("batch" in scen, "batch latency table"),
+        "throughput": ("throughput" in scen, "throughput table"),
+        "memory": (mem, "memory table"),
+        "sm121_cuda_support": (on_sm121, f"probe on {gpu_name}"),
+        "flash_attention_workaround": (attention_on_gpu, f"SDPA matrix on {gpu_name}"),
+        "pytorch_cu130": (on_gpu and cuda13, f"torch CUDA {facts.get('torch_cuda_version')} on {gpu_name}"),
+        "embedding_consistency": (quality, "per-text cosine Ollama vs native"),
+        "cosine_correlation": (quality, "Spearman over sampled pairs"),
+        "downstream_performance": (bool(retrieval & set(ollama)) and bool(retrieval & set(native)), "BEIR nDCG@10"),
+        "model_loading_time": (bool(loads), "cold load table"),
+        "memory_management": (mem, "memory table"),
+        "multi_gpu": (False, "not measured: one GPU"),
+        "integration_complexity": (False, "assessed in text, not measured"),
+        "install_st_cu130": (on_gpu and cuda13 and st_ok, "probe: sentence-transformers on cu13 torch"),
+        "load_bge_m3": (on_gpu and st_ok and "bge-m3" in str(bench["config"].get("resolved_model", "")).lower(),
+                        "probe + native load of BAAI/bge-m3"),
+        "check_dgx_compat": (on_sm121, f"probe on {gpu_name}"),
+        "benchmark_suite": (True, "this tool"),
+        "ollama_baseline": (bool(ollama), ", ".join(ollama) or "not measured"),
+        "native_benchmarks": (bool(native), ", ".join(native) or "not measured"),
+        "quality_comparison": (quality, "vector agreement table"),
+        "document_results": (True, "this verdict"),
+        "ac_compat_checked": (on_sm121, f"probe on {gpu_name}"),
+        "ac_benchmarks_documented": (both, "performance tables"),
+        "ac_quality_done": (quality, "vector agreement table"),
+    }
+    return items
+
+
+CHECKLIST_LABELS: tuple[tuple[str, str, str], ...] = (
+    ("Performance", "Single Text Latency", "single_text_latency"),
+    ("Performance", "Batch Processing Speed", "batch_latency"),
+    ("Performance", "Throughput (texts/sec)", "throughput"),
+    ("Performance", "Memory Efficiency", "memory"),
+    ("Compatibility", "DGX Spark (sm_121) CUDA Support", "sm121_cuda_support"),
+    ("Compatibility", "Flash Attention Workaround nötig?", "flash_attention_workaround"),
+    ("Compatibility", "PyTorch cu130 Kompatibilität", "pytorch_cu130"),
+    ("Quality", "Embedding Consistency (Ollama vs Native)", "embedding_consistency"),
+    ("Quality", "Cosine Similarity Correlation", "cosine_correlation"),
+    ("Quality", "Downstream Task Performance", "downstream_performance"),
+    ("Operations", "Model Loading Time", "model_loading_time"),
+    ("Operations", "Memory Management", "memory_management"),
+    ("Operations", "Multi-GPU Support", "multi_gpu"),
+    ("Operations", "Integration Complexity", "integration_complexity"),
+)
+
+NEXT_STEPS: dict[Outcome, tuple[str, ...]] = {
+    Outcome.MIGRATE: (
+        "File the follow-up TD drafted in TD-follow-up.md (migration to native sentence-transformers).",
+        "Re-run `make bench` on the production Spark image after the migration to confirm the figures.",
+    ),
+    Outcome.CONDITIONAL: (
+        "File the conditional TD drafted in TD-follow-up.md, with the workarounds and issues listed above.",
+        "Resolve the listed issues (workarounds, quality, truncation) and re-run `make bench`.",
+    ),
+    Outcome.KEEP: (
+        "Keep the Ollama path; close TD-073 with this verdict attached.",
+        "Re-run after an Ollama or PyTorch upgrade (`python -m bench compare old.json new.json`).",
+    ),
+    Outcome.CLOSE: (
+        "Close TD-073 with these findings; native PyTorch does not run on this machine as probed.",
+        "Re-probe after a PyTorch/NGC release that lists sm_121 (`docker compose run probe`).",
+    ),
+    Outcome.INCONCLUSIVE: (
+        "Measure what is missing (listed in the summary) on the DGX Spark: `make bench`.",
+        "Then re-render with `make verdict`; nothing needs re-running that was already measured.",
+    ),
+}
+
+
+def status_line(decision: Decision) -> str:
+    if decision.outcome is Outcome.INCONCLUSIVE:
+        return "OPEN (Investigation) — verdict: Inconclusive"
+    return f"DONE (Investigation) — verdict: {decision.outcome.value}"
+
+
+def build_context(probe: dict[str, Any] | None, bench: dict[str, Any],
+                  plots: tuple[tuple[str, str], ...] = ()) -> tuple[VerdictContext, Decision]:
+    inputs, control, treatment = decision_inputs(probe, bench)
+    decision = decide(inputs)
+    items = measured_items(probe, bench)
+    speed_rows = [(s.text_set, s.metric, f"{s.ratio:.2f}×",
+                   "n/a (one sample)" if s.ci95_low is None else f"{s.ci95_low:.2f}–{s.ci95_high:.2f}×",
+                   s.detail) for s in inputs.speed]
+    driving = None
+    if decision.driving:
+        d = decision.driving
+        driving = f"{d.metric} on '{d.text_set}' ({d.ratio:.2f}×)"
+    native_desc = ((bench["backends"].get(treatment) or {}).get("description") or {}) if treatment else {}
+    failures = [(f["backend"], f["text_set"] or "", f["scenario"], f["error"]) for f in bench["failures"]]
+    ctx = VerdictContext(
+        outcome=decision.outcome.value,
+        outcome_is_migration=decision.outcome in (Outcome.MIGRATE, Outcome.CONDITIONAL),
+        reasons=decision.reasons,
+        control=control,
+        treatment=treatment,
+        thresholds=(
+            ("migration", f"native ≥ {MIGRATION_SPEEDUP}× faster in every text set, on throughput at each "
+                          "side's best batch size and on single-text latency p50"),
+            ("similar", f"slowest-case speed ratio < {SIMILAR_BELOW}×"),
+            ("quality", f"per-text cosine mean ≥ {COSINE_MEAN_MIN} and p1 ≥ {COSINE_P1_MIN}; "
+                        f"top-10 neighbour agreement ≥ {NEIGHBOUR_AGREEMENT_MIN}"),
+            ("issues", "any probe workaround, quality below threshold, or texts truncated by one side only"),
+        ),
+        speed=_table("Native vs Ollama speed ratio (> 1: native faster)",
+                     ("set", "metric", "ratio", "95% CI (bootstrap)", "figures"), speed_rows),
+        driving=driving,
+        created_at=bench.get("updated_at", ""),
+        bench_status=bench["status"],
+        profile=bench["config"]["profile"]["name"],
+        environment=environment_table(probe, bench, control, treatment),
+        probe_overall=(probe or {}).get("overall", {}).get("status", "not run"),
+        probe_reason=(probe or {}).get("overall", {}).get("reason", "no probe.json found"),
+        probe_checks=probe_table(probe),
+        workarounds=tuple((probe or {}).get("overall", {}).get("workarounds", ())),
+        **performance_tables(bench),
+        **backend_tables(bench),
+        **quality_tables(bench),
+        failures=_table("Failures recorded", ("backend", "set", "step", "error"), failures),
+        workload=workload_table(bench),
+        checklist=tuple(ChecklistItem(section, label, key, *items[key]) for section, label, key in CHECKLIST_LABELS),
+        next_steps=NEXT_STEPS[decision.outcome],
+        plots=plots,
+        native_facts=tuple((k, format_value(native_desc.get(k))) for k in
+                           ("model", "dimension", "max_seq_length", "attention_implementation", "dtype")
+                           if k in native_desc),
+    )
+    return ctx, decision
+
+
+def load_results(results_dir: Path) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """(probe or None, bench). bench.json is required; a missing probe.json is allowed."""
+    from bench.results import BENCH_SCHEMA_VERSION
+    from probe.output import ResultsFileError, read_results_json
+    from probe.result import PROBE_SCHEMA_VERSION
+
+    bench = read_results_json(results_dir / "bench.json", "bench", BENCH_SCHEMA_VERSION)
+    try:
+        probe = read_results_json(results_dir / "probe.json", "probe", PROBE_SCHEMA_VERSION)
+    except ResultsFileError as err:
+        if "not found" not in str(err):
+            raise
+        probe = None
+    return probe, bench
+
+
+def render_verdict(results_dir: Path, with_plots: bool = True) -> tuple[Decision, list[Path]]:
+    """Write verdict.md (and the plots, and TD-follow-up.md when a TD is recommended)."""
+    from bench.plots import render_plots
+    from probe.output import render_markdown, write_text_atomic
+
+    probe, bench = load_results(results_dir)
+    _, control, treatment = decision_inputs(probe, bench)
+    plots = render_plots(bench, control, treatment, results_dir) if with_plots else ()
+    ctx, decision = build_context(probe, bench, plots)
+    written = [results_dir / VERDICT_MD]
+    write_text_atomic(written[0], render_markdown("verdict/verdict.md.j2", ctx))
+    follow_up = results_dir / FOLLOW_UP_MD
+    if ctx.outcome_is_migration:
+        write_text_atomic(follow_up, render_markdown("verdict/follow_up.md.j2", ctx))
+        written.append(follow_up)
+    else:
+        follow_up.unlink(missing_ok=True)  # a stale draft from an earlier run must not survive
+    written.extend(results_dir / f for _, f in plots)
+    return decision, written
