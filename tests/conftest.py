@@ -28,3 +28,17 @@ def small_model(small_model_path):
     from sentence_transformers import SentenceTransformer
 
     return SentenceTransformer(small_model_path, device="cpu")
+
+
+@pytest.fixture
+def ollama_standin(small_model):
+    """An Ollama-API stand-in on 127.0.0.1 serving the small model's real vectors as "bge-m3".
+
+    Yields tests/ollama_standin.OllamaStandIn: `.host`, fault controls (`fail_with`, `hang`,
+    `die_after`, `stop`, `remove_model`, `faults.item_delay_s`, `config.offload`), and what it
+    saw (`requests`, `paths()`, `load_count`, `loaded`). Its figures are never Ollama figures.
+    """
+    from ollama_standin import OllamaStandIn
+
+    with OllamaStandIn(small_model) as standin:
+        yield standin

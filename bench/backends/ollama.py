@@ -223,10 +223,15 @@ class _OllamaBase:
             self._facts.update(self._sync_facts())
         return {
             "backend": self.name,
+            "kind": "ollama",
             "endpoint": f"{self.host}{self.endpoint}",
             "model": self.model,
             "server_version": self._facts.get("server_version"),
             "model_digest": self._facts.get("model_digest"),
+            "digest": self._facts.get("model_digest"),
+            "device": self._facts.get("offload"),
+            "max_tokens": self._facts.get("context_length"),
+            "max_tokens_source": "ollama /api/ps context_length",
             "offload": self._facts.get("offload"),
             "context_length": self._facts.get("context_length"),
             "options": dict(self.options or {}),
@@ -327,7 +332,9 @@ class OllamaLegacyBackend(_OllamaBase):
                     model=self.model, prompt=text, options=self.options, keep_alive=KEEP_ALIVE
                 )
             if not response.embedding:
-                raise BackendError(f"Ollama at {self.host} returned an empty embedding (it answers an empty prompt with [])")
+                raise BackendError(
+                    f"Ollama at {self.host} returned an empty embedding (it answers an empty prompt with [])"
+                )
             rows.append(response.embedding)
         vectors = np.asarray(rows, dtype=np.float32) if rows else np.zeros((0, 0), dtype=np.float32)
         return EmbedResponse(vectors=vectors, prompt_tokens=None, backend_time_s=None)

@@ -1,0 +1,177 @@
+"""The Ollama backends through the real ollama client against the stand-in."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import numpy as np
+import pytest
+
+from bench.backends.base import BackendError, BackendOutOfMemory, BackendSettings
+from bench.backends.ollama import (
+    LOAD_SOURCE,
+    OllamaEmbedBackend,
+    OllamaLegacyBackend,
+    base_url,
+    make_ollama,
+    make_ollama_legacy,
+    model_matches,
+    offload_state,
+)
+
+TEXTS = ["Die Embeddings laufen über Ollama.", "Native sentence-transformers on the GPU.", "kurz"]
+
+
+def settings(host: str, **kw) -> BackendSettings:
+    return BackendSettings(model="unused-native-model", ollama_host=host, **kw)
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("cls", [OllamaEmbedBackend, OllamaLegacyBackend])
+def test_vectors_equal_the_model_and_load_is_cold(cls, ollama_standin, small_model):
+    backend = cls(settings(ollama_standin.host))
+
+    async def go():
+        await backend.embed(["warm it up first"])
+        load = await backend.load()
+        response = await backend.embed(TEXTS)
+        memory = await backend.memory()
+        await backend.unload()
+        return load, response, memory
+
+    load, response, memory = run(go())
+    assert load.wall_s >= ollama_standin.config.load_delay_s
+    assert load.reported_load_s >= ollama_standin.config.load_delay_s and load.reported_source == LOAD_SOURCE
+    assert ollama_standin.load_count == 2  # the warm model was unloaded and loaded again
+    expected = small_model.encode(TEXTS)
+    vectors = response.vectors
+    assert vectors.dtype == np.float32 and vectors.shape == expected.shape
+    if cls is OllamaEmbedBackend:
+        np.testing.assert_allclose(vectors, expected, atol=1e-5)
+        assert response.prompt_tokens == sum(len(small_model.tokenizer(t)["input_ids"]) for t in TEXTS)
+        assert 0 < response.backend_time_s < 10
+    else:  # raw vectors, returned as is: only their direction matches
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        assert np.all(np.abs(norms - 1) > 0.1)
+        np.testing.assert_allclose(vectors / norms, expected, atol=1e-5)
+        assert response.prompt_tokens is None and response.backend_time_s is None
+        assert ollama_standin.paths().count("/api/embeddings") == len(TEXTS) + 1
+    vram, total, per_process = memory
+    assert vram.bytes == total.bytes == ollama_standin.size_bytes
+    assert vram.source == "ollama /api/ps size_vram"
+    assert per_process.bytes is None and "PID namespace" in per_process.source
+    assert not ollama_standin.loaded
+
+
+def test_batched_backend_sends_one_request_with_options(ollama_standin):
+    backend = make_ollama(settings(ollama_standin.host, ollama_options={"num_ctx": 64, "num_batch": 32}))
+    run(backend.embed(TEXTS))
+    embeds = [r for r in ollama_standin.requests if r.path == "/api/embed"]
+    assert len(embeds) == 1 and embeds[0].body["input"] == TEXTS
+    assert embeds[0].body["options"] == {"num_ctx": 64, "num_batch": 32}
+
+
+def test_describe_after_load(ollama_standin):
+    backend = make_ollama_legacy(settings(ollama_standin.host, ollama_options={"num_ctx": 64}))
+    run(backend.load())
+    described = backend.describe()
+    assert described["server_version"] == ollama_standin.config.version
+    assert described["model_digest"] == ollama_standin.digest
+    assert described["offload"] == "gpu" and described["context_length"] == 64
+    assert described["endpoint"].endswith("/api/embeddings") and described["options"] == {"num_ctx": 64}
+    assert described["normalised_by_server"] is False
+
+
+def test_describe_without_a_server_does_not_raise():
+    described = OllamaEmbedBackend(settings(f"127.0.0.1:{free_port()}", timeout_s=1)).describe()
+    assert described["server_version"] is None and described["endpoint"].endswith("/api/embed")
+
+
+def test_not_running_is_one_actionable_line():
+    host = f"127.0.0.1:{free_port()}"
+    for cls in (OllamaEmbedBackend, OllamaLegacyBackend):
+        with pytest.raises(BackendError) as err:
+            run(cls(settings(host, timeout_s=2)).embed(["x"]))
+        assert str(err.value) == (f"Ollama not reachable at http://{host}: start it "
+                                  "(docker compose up -d ollama) or set OLLAMA_HOST")
+
+
+def test_model_missing(ollama_standin):
+    ollama_standin.remove_model()
+    for call in (lambda b: b.load(), lambda b: b.embed(["x"])):
+        for cls in (OllamaEmbedBackend, OllamaLegacyBackend):
+            with pytest.raises(BackendError) as err:
+                run(call(cls(settings(ollama_standin.host))))
+            assert str(err.value) == (
+                f"model 'bge-m3' is not pulled on {ollama_standin.host}: run `ollama pull bge-m3` "
+                "(in compose: docker compose exec ollama ollama pull bge-m3)"
+            )
+
+
+def test_http_500_carries_ollama_text(ollama_standin):
+    ollama_standin.fail_with(500, "llama runner process has terminated: exit status 2")
+    with pytest.raises(BackendError) as err:
+        run(OllamaEmbedBackend(settings(ollama_standin.host)).embed(["x"]))
+    assert "HTTP 500: llama runner process has terminated: exit status 2" in str(err.value)
+    assert not isinstance(err.value, BackendOutOfMemory)
+    ollama_standin.fail_with(500, "cudaMalloc failed: out of memory")
+    with pytest.raises(BackendOutOfMemory):
+        run(OllamaEmbedBackend(settings(ollama_standin.host)).embed(["x"]))
+
+
+def test_hang_becomes_timeout(ollama_standin):
+    ollama_standin.hang(5)
+    with pytest.raises(BackendError) as err:
+        run(OllamaLegacyBackend(settings(ollama_standin.host, timeout_s=0.3)).embed(["x"]))
+    assert "did not answer within 0.3 s" in str(err.value) and "--timeout" in str(err.value)
+
+
+def test_die_mid_run(ollama_standin):
+    ollama_standin.faults.item_delay_s = 0.02
+    ollama_standin.die_after(2)
+    backend = OllamaEmbedBackend(settings(ollama_standin.host))
+    with pytest.raises(BackendError) as err:
+        run(backend.embed(TEXTS))
+    assert "dropped the connection mid-request" in str(err.value)
+    with pytest.raises(BackendError) as err:
+        run(backend.embed(TEXTS))
+    assert str(err.value).startswith(f"Ollama not reachable at {ollama_standin.host}")
+
+
+def test_legacy_die_after_some_texts(ollama_standin):
+    ollama_standin.die_after(1)
+    with pytest.raises(BackendError) as err:
+        run(OllamaLegacyBackend(settings(ollama_standin.host)).embed(TEXTS))
+    assert "dropped the connection" in str(err.value) or "not reachable" in str(err.value)
+    assert ollama_standin.paths().count("/api/embeddings") == 2
+
+
+def test_concurrent_callers_share_one_client(ollama_standin, small_model):
+    backend = OllamaEmbedBackend(settings(ollama_standin.host))
+
+    async def go():
+        return await asyncio.gather(*(backend.embed([t]) for t in TEXTS))
+
+    results = run(go())
+    for text, response in zip(TEXTS, results, strict=True):
+        np.testing.assert_allclose(response.vectors[0], small_model.encode([text])[0], atol=1e-5)
+
+
+def test_helpers():
+    assert base_url("127.0.0.1") == "http://127.0.0.1:11434"
+    assert base_url("http://ollama:11434/") == "http://ollama:11434"
+    assert base_url("0.0.0.0:8080") == "http://0.0.0.0:8080"
+    assert model_matches("bge-m3:latest", "bge-m3") and model_matches("BGE-M3", "bge-m3:latest")
+    assert not model_matches("bge-m3:567m", "bge-m3")
+    assert offload_state(100, 100) == "gpu" and offload_state(100, 0) == "cpu"
+    assert offload_state(100, 40) == "partial" and offload_state(None, 0) is None
