@@ -498,7 +498,7 @@ def build_context(probe: dict[str, Any] | None, bench: dict[str, Any],
         next_steps=NEXT_STEPS[decision.outcome],
         plots=plots,
         native_facts=tuple((k, format_value(native_desc.get(k))) for k in
-                           ("model", "dimension", "max_seq_length", "attention_implementation", "dtype")
+                           ("model", "dimension", "max_seq_length", "attn_implementation", "dtype")
                            if k in native_desc),
     )
     return ctx, decision
