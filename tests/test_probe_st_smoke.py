@@ -1,0 +1,143 @@
+"""The sentence-transformers smoke check, for real on CPU with the shipped small model, plus
+stand-in models for NaN, drift, a failing half dtype and the SDPA settings scope."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from probe.checks.st_smoke import (
+    TEXTS,
+    check_sentence_transformers,
+    cosine_summary,
+    load_model,
+    model_facts,
+)
+from probe.registry import ProbeContext
+from probe.result import Status
+
+
+def ctx(model: str, device: str | None = None, shared: dict | None = None) -> ProbeContext:
+    return ProbeContext(model=model, ollama_host="", ollama_model="", device=device, shared=shared or {})
+
+
+class FakeModel:
+    """Stands in for SentenceTransformer.encode; `transform` alters the fp32 reference embeddings."""
+
+    max_seq_length = 128
+
+    def __init__(self, base: torch.Tensor, transform=None, on_encode=None):
+        self.base, self.transform, self.on_encode = base, transform, on_encode
+
+    def get_embedding_dimension(self) -> int:
+        return self.base.shape[1]
+
+    def encode(self, texts, **kwargs):
+        if self.on_encode:
+            self.on_encode()
+        assert len(texts) == len(TEXTS) and kwargs["convert_to_tensor"]
+        return self.transform(self.base.clone()) if self.transform else self.base.clone()
+
+
+BASE = torch.randn(len(TEXTS), 32, generator=torch.Generator().manual_seed(0))
+
+
+def fake_loader(per_dtype: dict):
+    def loader(model, device, dtype):
+        made = per_dtype.get(dtype, FakeModel(BASE))
+        if isinstance(made, Exception):
+            raise made
+        return made
+
+    return loader
+
+
+@pytest.mark.slow
+def test_small_model_for_real_on_cpu(small_model_path):
+    result = check_sentence_transformers(ctx(small_model_path))
+    assert result.status is Status.PASS, result.reason
+    assert result.reason.startswith("on CPU (target not probed)")
+    f = result.figures
+    assert f["embedding_dim"] == 384 and f["max_seq_length"] == 256
+    assert f["attn_implementation"] == "sdpa"
+    assert set(f["dtypes"]) == {"float32", "float16", "bfloat16"}
+    assert all(d["finite"] and d["error"] is None for d in f["dtypes"].values())
+    for dtype in ("float16", "bfloat16"):
+        assert 0.99 <= f["half_vs_fp32_cosine"][dtype]["min"] <= f["half_vs_fp32_cosine"][dtype]["mean"] <= 1.0 + 1e-6
+        assert len(f["half_vs_fp32_cosine_per_text"][dtype]) == len(TEXTS)
+    assert f["load_s"] > 0 and f["target_probed"] is False
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_small_model_for_real_on_cuda(small_model_path):
+    result = check_sentence_transformers(ctx(small_model_path, device="cuda"))
+    assert result.status is Status.PASS, result.reason
+    assert result.figures["target_probed"] is True
+    assert all(d["finite"] for d in result.figures["dtypes"].values())
+
+
+@pytest.mark.slow
+def test_load_model_uses_the_requested_dtype(small_model_path):
+    model = load_model(small_model_path, "cpu", "bfloat16")
+    assert next(model.parameters()).dtype == torch.bfloat16
+    assert model_facts(model)["attn_implementation"] == "sdpa"
+
+
+def test_model_not_found_offline_fails_with_what_to_do():
+    result = check_sentence_transformers(ctx("probe-tests/not-a-cached-model"))
+    assert result.status is Status.FAIL
+    assert "could not be loaded" in result.reason
+    assert "--model" in result.reason and "cache" in result.reason
+    assert "\n" not in result.reason
+    assert set(result.figures["dtypes"]) == {"float32"}  # half dtypes not tried after fp32 failed
+
+
+def test_nan_in_half_precision_fails(small_model):
+    def loader(model, device, dtype):
+        if dtype == "float16":
+            return FakeModel(BASE, transform=lambda e: e.fill_(float("nan")))
+        return small_model
+
+    result = check_sentence_transformers(ctx("small"), loader=loader)
+    assert result.status is Status.FAIL
+    assert "NaN/inf" in result.reason and "float16" in result.reason
+    assert result.figures["dtypes"]["float16"]["finite"] is False
+    assert "float16" not in result.figures["half_vs_fp32_cosine"]
+
+
+def test_low_half_cosine_warns_naming_the_dtype():
+    drift = FakeModel(BASE, transform=lambda e: e + 0.5 * torch.randn(e.shape, generator=torch.Generator().manual_seed(1)))
+    result = check_sentence_transformers(ctx("fake"), loader=fake_loader({"bfloat16": drift}))
+    assert result.status is Status.WARN
+    assert "bfloat16" in result.reason and "float16 min" not in result.reason.replace("bfloat16", "")
+    assert result.figures["half_vs_fp32_cosine"]["bfloat16"]["min"] < 0.99
+    assert result.figures["half_vs_fp32_cosine"]["float16"]["min"] > 0.9999
+
+
+def test_failing_half_dtype_warns_on_device_but_not_on_cpu():
+    loader = fake_loader({"float16": RuntimeError('"addmm_impl_cpu_" not implemented for \'Half\'')})
+    on_device = check_sentence_transformers(ctx("fake", device="cuda"), loader=loader)
+    assert on_device.status is Status.WARN and "float16 failed" in on_device.reason
+    on_cpu = check_sentence_transformers(ctx("fake"), loader=loader)
+    assert on_cpu.status is Status.PASS and "float16 not usable on CPU" in on_cpu.reason
+    assert on_cpu.figures["dtypes"]["float16"]["loaded"] is False
+
+
+def test_sdpa_settings_from_the_attention_check_apply_while_encoding():
+    seen = []
+    model = FakeModel(BASE, on_encode=lambda: seen.append(torch.backends.cuda.flash_sdp_enabled()))
+    before = torch.backends.cuda.flash_sdp_enabled()
+    shared = {"sdpa_settings": {"enable_flash_sdp": False, "enable_math_sdp": True}}
+    result = check_sentence_transformers(ctx("fake", shared=shared), loader=fake_loader({"float32": model}))
+    assert seen == [False]
+    assert torch.backends.cuda.flash_sdp_enabled() is before
+    assert result.figures["sdpa_settings_applied"] == {"enable_flash_sdp": False, "enable_math_sdp": True}
+
+
+def test_model_facts_tolerates_missing_attributes():
+    assert model_facts(object()) == {"embedding_dim": None, "max_seq_length": None, "attn_implementation": None}
+
+
+def test_cosine_summary():
+    assert cosine_summary([1.0, 0.5]) == {"min": 0.5, "mean": 0.75}
