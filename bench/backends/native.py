@@ -1,0 +1,451 @@
+"""Native backend: sentence-transformers in this process (the TD-073 "Proposed Alternative").
+
+torch and sentence_transformers are imported inside the methods, never at module import:
+configs stay light and the probe can still report when torch itself is broken.
+
+`model.encode` is synchronous, so every call that touches the model runs on one dedicated
+worker thread. The GPU is one resource; a single worker mirrors a service that serialises
+requests, and it keeps CUDA state (current device, streams) on one thread.
+`backend_time_s` is the time of `model.encode` measured on that thread (bracketed by
+`torch.cuda.synchronize` on CUDA), so the caller's wall time minus it is the wrapper overhead
+(thread hand-off, token counting).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import resource
+import sys
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import numpy as np
+
+from bench.backends.base import (
+    BackendError,
+    BackendOutOfMemory,
+    BackendSettings,
+    EmbedResponse,
+    LoadReport,
+    MemoryFigure,
+)
+
+T = TypeVar("T")
+
+# dtype argument -> (short name used in the backend name, torch attribute name)
+DTYPES: dict[str, tuple[str, str]] = {
+    "float32": ("fp32", "float32"),
+    "float16": ("fp16", "float16"),
+    "bfloat16": ("bf16", "bfloat16"),
+}
+_DTYPE_ALIASES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+
+WARMUP_TEXT = "Kurzer Text zum Aufwärmen. A short warm-up text."
+LOAD_SOURCE = "wall: SentenceTransformer(...) + first encode"
+_TOKEN_CACHE_LIMIT = 200_000
+
+
+def is_cuda_oom(err: BaseException) -> bool:
+    """True for torch's CUDA out-of-memory error, however this torch version spells it."""
+    import torch
+
+    oom_types = tuple(
+        t
+        for t in (getattr(torch.cuda, "OutOfMemoryError", None), getattr(torch, "OutOfMemoryError", None))
+        if isinstance(t, type)
+    )
+    if oom_types and isinstance(err, oom_types):
+        return True
+    return isinstance(err, RuntimeError) and "CUDA out of memory" in str(err)
+
+
+def apply_attention_settings(settings: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Apply the probe's `enable_*_sdp` switches; return what was applied, kept or ignored.
+
+    Returns {"applied": {key: value}, "previous": {key: value}, "ignored": {key: value}}.
+    `attn_implementation` is not a global switch: the backend passes it to the model loader.
+    """
+    import torch
+
+    applied: dict[str, Any] = {}
+    previous: dict[str, Any] = {}
+    ignored: dict[str, Any] = {}
+    for key, value in settings.items():
+        if key == "attn_implementation":
+            continue
+        setter = getattr(torch.backends.cuda, key, None) if key.startswith("enable_") else None
+        if not callable(setter):
+            ignored[key] = value
+            continue
+        getter = getattr(torch.backends.cuda, key.removeprefix("enable_") + "_enabled", None)
+        if callable(getter):
+            previous[key] = bool(getter())
+        setter(bool(value))
+        applied[key] = bool(value)
+    return {"applied": applied, "previous": previous, "ignored": ignored}
+
+
+class NativeBackend:
+    """sentence-transformers on `settings.device` (default: cuda when available, else cpu)."""
+
+    def __init__(self, settings: BackendSettings, dtype: str) -> None:
+        dtype = _DTYPE_ALIASES.get(dtype, dtype)
+        if dtype not in DTYPES:
+            raise BackendError(f"native backend: unknown dtype {dtype!r}; use one of {', '.join(DTYPES)}.")
+        self.settings = settings
+        self.dtype = dtype
+        self.name = f"native-{DTYPES[dtype][0]}"
+        self._model: Any = None
+        self._device: str | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._attention: dict[str, dict[str, Any]] = {"applied": {}, "previous": {}, "ignored": {}}
+        self._free_before_load: int | None = None
+        self._prompt_prefix = ""
+        self._token_cache: dict[str, int] = {}
+
+    # ------------------------------------------------------------------ plumbing
+
+    async def _run(self, fn: Callable[[], T]) -> T:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{self.name}-worker")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
+    def _require_model(self) -> Any:
+        if self._model is None:
+            raise BackendError(f"{self.name}: model not loaded; call load() first.")
+        return self._model
+
+    def _is_cuda(self) -> bool:
+        return self._device is not None and self._device.startswith("cuda")
+
+    def _sync(self) -> None:
+        if self._is_cuda():
+            import torch
+
+            torch.cuda.synchronize(self._device)
+
+    @staticmethod
+    def _resolve_device(requested: str | None) -> str:
+        import torch
+
+        if requested:
+            return requested
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+    # ------------------------------------------------------------------ protocol
+
+    async def load(self) -> LoadReport:
+        if self._model is not None:
+            raise BackendError(f"{self.name}: already loaded; call unload() first.")
+        return await self._run(self._load_sync)
+
+    def _load_sync(self) -> LoadReport:
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        device = self._resolve_device(self.settings.device)
+        self._device = device
+        if self._is_cuda():
+            if not torch.cuda.is_available():
+                raise BackendError(f"{self.name}: device {device!r} requested but torch sees no CUDA device.")
+            torch.cuda.reset_peak_memory_stats(device)
+            self._free_before_load = int(torch.cuda.mem_get_info(device)[0])
+        self._attention = apply_attention_settings(dict(self.settings.attention_settings))
+        model_kwargs: dict[str, Any] = {"dtype": getattr(torch, DTYPES[self.dtype][1])}
+        attn_impl = self.settings.attention_settings.get("attn_implementation")
+        if attn_impl:
+            model_kwargs["attn_implementation"] = attn_impl
+
+        started = time.perf_counter()
+        try:
+            model = SentenceTransformer(self.settings.model, device=device, model_kwargs=model_kwargs)
+            if self.settings.max_seq_length is not None:
+                model.max_seq_length = self.settings.max_seq_length
+            model.encode([WARMUP_TEXT], batch_size=1, convert_to_numpy=True, show_progress_bar=False)
+            self._sync()
+        except Exception as err:
+            if is_cuda_oom(err):
+                self._release_after_oom()
+                raise BackendOutOfMemory(f"{self.name}: out of memory while loading on {device}: {err}") from err
+            raise BackendError(
+                f"{self.name}: could not load {self.settings.model!r} on {device}: {type(err).__name__}: {err}"
+            ) from err
+        wall_s = time.perf_counter() - started
+
+        self._model = model
+        self._token_cache.clear()
+        name = getattr(model, "default_prompt_name", None)
+        self._prompt_prefix = (getattr(model, "prompts", None) or {}).get(name, "") if name else ""
+        return LoadReport(wall_s=wall_s, reported_load_s=None, reported_source=LOAD_SOURCE)
+
+    async def embed(self, texts: Sequence[str]) -> EmbedResponse:
+        texts = list(texts)
+        model = self._require_model()
+        if not texts:
+            dim = model.get_embedding_dimension() or 0
+            return EmbedResponse(vectors=np.empty((0, dim), dtype=np.float32), prompt_tokens=0, backend_time_s=0.0)
+        return await self._run(lambda: self._embed_sync(model, texts))
+
+    def _embed_sync(self, model: Any, texts: list[str]) -> EmbedResponse:
+        vectors, backend_time_s = self._encode_timed(model, texts)
+        # Counted on the worker thread, after the timed encode: the tokenizer is not safe to use
+        # from two threads at once, and the count is wrapper work, not model work.
+        cap = self.max_seq_length
+        prompt_tokens = sum(min(n, cap) if cap else n for n in self._cached_counts(texts))
+        return EmbedResponse(vectors=vectors, prompt_tokens=prompt_tokens, backend_time_s=backend_time_s)
+
+    def _encode_timed(self, model: Any, texts: list[str]) -> tuple[np.ndarray, float]:
+        try:
+            self._sync()
+            started = time.perf_counter()
+            vectors = model.encode(
+                texts,
+                batch_size=len(texts),
+                convert_to_numpy=True,
+                normalize_embeddings=False,
+                show_progress_bar=False,
+            )
+            self._sync()
+            elapsed = time.perf_counter() - started
+        except Exception as err:
+            if is_cuda_oom(err):
+                self._release_after_oom()
+                raise BackendOutOfMemory(
+                    f"{self.name}: out of memory embedding a batch of {len(texts)} on {self._device}"
+                ) from err
+            raise BackendError(f"{self.name}: encode failed: {type(err).__name__}: {err}") from err
+        return np.asarray(vectors, dtype=np.float32), elapsed
+
+    def _release_after_oom(self) -> None:
+        import torch
+
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    async def unload(self) -> None:
+        if self._executor is None:
+            return
+        await self._run(self._unload_sync)
+        self._executor.shutdown(wait=True)
+        self._executor = None
+
+    def _unload_sync(self) -> None:
+        import torch
+
+        self._model = None
+        self._token_cache.clear()
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        for key, value in self._attention["previous"].items():
+            getattr(torch.backends.cuda, key)(value)
+
+    async def memory(self) -> list[MemoryFigure]:
+        return await self._run(self._memory_sync)
+
+    def _memory_sync(self) -> list[MemoryFigure]:
+        figures: list[MemoryFigure] = []
+        if self._is_cuda():
+            import torch
+
+            figures.append(
+                MemoryFigure(
+                    "torch peak allocated",
+                    int(torch.cuda.max_memory_allocated(self._device)),
+                    "torch.cuda.max_memory_allocated",
+                )
+            )
+            figures.append(
+                MemoryFigure(
+                    "torch peak reserved",
+                    int(torch.cuda.max_memory_reserved(self._device)),
+                    "torch.cuda.max_memory_reserved",
+                )
+            )
+            figures.append(self._process_gpu_memory())
+        else:
+            why = "no CUDA device" if self._device is not None else "not loaded yet"
+            for label in ("torch peak allocated", "torch peak reserved", "process GPU memory"):
+                figures.append(MemoryFigure(label, None, why))
+        figures.append(
+            MemoryFigure(
+                "process peak RSS (CPU run)" if not self._is_cuda() else "process peak RSS (host)",
+                peak_rss_bytes(),
+                "resource.getrusage(RUSAGE_SELF).ru_maxrss",
+            )
+        )
+        return figures
+
+    def _process_gpu_memory(self) -> MemoryFigure:
+        """NVML's figure for this PID; else the mem_get_info delta since before load, labelled."""
+        import torch
+
+        used, why_not = nvml_process_used_bytes(*self._nvml_device_ids())
+        if used is not None:
+            return MemoryFigure(
+                "process GPU memory (NVML, current)",
+                used,
+                "nvmlDeviceGetComputeRunningProcesses usedGpuMemory for this PID",
+            )
+        if self._free_before_load is None:
+            return MemoryFigure("process GPU memory", None, f"NVML: {why_not}; no mem_get_info baseline")
+        free_now = int(torch.cuda.mem_get_info(self._device)[0])
+        return MemoryFigure(
+            "device used delta since before load (current, all processes)",
+            self._free_before_load - free_now,
+            f"torch.cuda.mem_get_info free before load minus free now (NVML: {why_not})",
+        )
+
+    def _nvml_device_ids(self) -> tuple[int, str | None]:
+        """(CUDA index, PCI bus id): NVML numbers devices ignoring CUDA_VISIBLE_DEVICES, PCI ids don't."""
+        import torch
+
+        index = torch.device(self._device).index
+        index = torch.cuda.current_device() if index is None else index
+        try:
+            props = torch.cuda.get_device_properties(index)
+            pci = f"{props.pci_domain_id:08X}:{props.pci_bus_id:02X}:{props.pci_device_id:02X}.0"
+        except Exception:  # noqa: BLE001
+            pci = None
+        return index, pci
+
+    def describe(self) -> dict[str, Any]:
+        facts: dict[str, Any] = {
+            "backend": self.name,
+            "kind": "native",
+            "model": self.settings.model,
+            "dtype": self.dtype,
+            "device": self._device or self.settings.device or "auto (cuda if available, else cpu)",
+            "max_seq_length": self.max_seq_length,
+            "max_tokens": self.max_seq_length,
+            "max_tokens_source": "SentenceTransformer.max_seq_length",
+            "dimension": None,
+            "attn_implementation": None,
+            "loaded_dtype": None,
+            "sdp_settings_applied": dict(self._attention["applied"]),
+            "sdp_settings_previous": dict(self._attention["previous"]),
+            "attention_settings_ignored": dict(self._attention["ignored"]),
+            "attn_implementation_requested": self.settings.attention_settings.get("attn_implementation"),
+            "embed_call": "model.encode(texts, batch_size=len(texts), convert_to_numpy=True, "
+            "normalize_embeddings=False) on one worker thread",
+            "prompt_tokens": "tokenizer count incl. special tokens, capped at max_seq_length",
+            "versions": _versions(),
+        }
+        if self._model is not None:
+            facts["dimension"] = self._model.get_embedding_dimension()
+            facts["attn_implementation"] = _attn_implementation(self._model)
+            facts["loaded_dtype"] = str(self._model.dtype).removeprefix("torch.")
+            facts["prompt_prefix"] = self._prompt_prefix
+            if self._is_cuda():
+                import torch
+
+                facts["device_name"] = torch.cuda.get_device_name(self._device)
+        return facts
+
+    # ------------------------------------------------------------------ extras
+
+    @property
+    def max_seq_length(self) -> int | None:
+        if self._model is not None:
+            return self._model.max_seq_length
+        return self.settings.max_seq_length
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Uncapped token counts as the model's tokenizer sees them (special tokens and prompt included).
+
+        Synchronous; runs on the worker thread (the tokenizer must not be used from two threads
+        at once), so do not call it from inside a coroutine while an embed() is in flight.
+        """
+        self._require_model()
+        texts = list(texts)
+        if self._executor is None:
+            return self._count_sync(texts)
+        return self._executor.submit(self._count_sync, texts).result()
+
+    def _count_sync(self, texts: list[str]) -> list[int]:
+        model = self._require_model()
+        texts = [self._prompt_prefix + t for t in texts]
+        if not texts:
+            return []
+        encoded = model.tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)
+        return [len(ids) for ids in encoded["input_ids"]]
+
+    def _cached_counts(self, texts: list[str]) -> list[int]:
+        """count_tokens with a per-text cache: repeated bench runs don't re-tokenise (overhead stays the wrapper's)."""
+        missing = list(dict.fromkeys(t for t in texts if t not in self._token_cache))
+        if missing:
+            if len(self._token_cache) + len(missing) > _TOKEN_CACHE_LIMIT:
+                self._token_cache.clear()
+            self._token_cache.update(zip(missing, self._count_sync(missing)))
+        return [self._token_cache[t] for t in texts]
+
+
+def _attn_implementation(model: Any) -> str | None:
+    try:
+        inner = getattr(model[0], "auto_model", None) or model.transformers_model
+        return getattr(inner.config, "_attn_implementation", None)
+    except Exception:  # noqa: BLE001 - a description must never fail
+        return None
+
+
+def _versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {}
+    for module in ("torch", "sentence_transformers", "transformers"):
+        try:
+            versions[module] = __import__(module).__version__
+        except Exception:  # noqa: BLE001
+            versions[module] = None
+    try:
+        import torch
+
+        versions["torch_cuda"] = torch.version.cuda
+    except Exception:  # noqa: BLE001
+        versions["torch_cuda"] = None
+    return versions
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident set size of this process (ru_maxrss is KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+def nvml_process_used_bytes(device_index: int, pci_bus_id: str | None = None) -> tuple[int | None, str]:
+    """This PID's used GPU memory from NVML, or (None, why not). Never raises."""
+    try:
+        import pynvml
+    except Exception as err:  # noqa: BLE001
+        return None, f"pynvml not importable ({type(err).__name__})"
+    try:
+        pynvml.nvmlInit()
+    except Exception as err:  # noqa: BLE001
+        return None, f"nvmlInit failed ({type(err).__name__}: {err})"
+    try:
+        handle = None
+        if pci_bus_id:
+            try:
+                handle = pynvml.nvmlDeviceGetHandleByPciBusId(pci_bus_id)
+            except Exception:  # noqa: BLE001 - fall back to the index
+                handle = None
+        if handle is None:
+            handle = pynvml.nvmlDeviceGetHandleByIndex(device_index)
+        processes = pynvml.nvmlDeviceGetComputeRunningProcesses(handle)
+        pid = os.getpid()
+        for proc in processes:
+            if proc.pid == pid:
+                if proc.usedGpuMemory is None:
+                    return None, "usedGpuMemory not available for this PID"
+                return int(proc.usedGpuMemory), ""
+        return None, f"PID {pid} not in NVML's process list (PID namespace?)"
+    except Exception as err:  # noqa: BLE001 - GB10 answers Not Supported for memory queries
+        return None, f"{type(err).__name__}: {err}"
+    finally:
+        try:
+            pynvml.nvmlShutdown()
+        except Exception:  # noqa: BLE001
+            pass

@@ -1,0 +1,213 @@
+"""NativeBackend on CPU with the small real model (all-MiniLM-L6-v2, max_seq_length 256)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+import pytest
+
+from bench.backends.base import BackendError, BackendOutOfMemory, BackendSettings
+from bench.backends.native import LOAD_SOURCE, NativeBackend
+
+pytestmark = pytest.mark.slow  # loads a real (small) model
+
+TEXTS = [
+    "Der Import-Job für die Kundendaten bricht mit einem Timeout ab.",
+    "The embedding service returns 1024-dimensional vectors.",
+    "Réunion d'équipe : la migration est prévue pour jeudi.",
+    "検索結果の品質を評価します。",
+]
+
+
+def _run(coro):
+    return asyncio.run(coro)
+
+
+@pytest.fixture(scope="module")
+def fp32_backend(small_model_path):
+    backend = NativeBackend(BackendSettings(model=small_model_path, device="cpu"), "float32")
+    report = _run(backend.load())
+    yield backend, report
+    _run(backend.unload())
+
+
+def test_load_report_and_describe(fp32_backend):
+    backend, report = fp32_backend
+    assert backend.name == "native-fp32"
+    assert report.wall_s > 0
+    assert report.reported_load_s is None
+    assert report.reported_source == LOAD_SOURCE
+    facts = backend.describe()
+    assert facts["device"] == "cpu"
+    assert facts["dimension"] == 384
+    assert facts["max_seq_length"] == 256
+    assert facts["loaded_dtype"] == "float32"
+    assert facts["attn_implementation"] == "sdpa"
+    assert facts["versions"]["torch"] and facts["versions"]["sentence_transformers"]
+
+
+def test_vectors_equal_model_encode(fp32_backend, small_model):
+    backend, _ = fp32_backend
+    response = _run(backend.embed(TEXTS))
+    expected = small_model.encode(TEXTS, convert_to_numpy=True)
+    assert response.vectors.dtype == np.float32
+    assert response.vectors.shape == (len(TEXTS), 384)
+    np.testing.assert_allclose(response.vectors, expected, atol=1e-5)
+    assert response.prompt_tokens == sum(backend.count_tokens(TEXTS))
+
+
+def test_backend_time_within_wall(fp32_backend):
+    backend, _ = fp32_backend
+    started = time.perf_counter()
+    response = _run(backend.embed(TEXTS * 4))
+    wall = time.perf_counter() - started
+    assert response.backend_time_s is not None
+    assert 0 < response.backend_time_s <= wall
+
+
+def test_prompt_tokens_capped_at_max_seq_length(fp32_backend):
+    backend, _ = fp32_backend
+    long_text = "Die Dokumentation beschreibt jeden Schritt der Installation. " * 80
+    short = "kurz"
+    uncapped = backend.count_tokens([long_text, short])
+    assert uncapped[0] > 256
+    response = _run(backend.embed([long_text, short]))
+    assert response.prompt_tokens == 256 + uncapped[1]
+
+
+def test_empty_batch(fp32_backend):
+    backend, _ = fp32_backend
+    response = _run(backend.embed([]))
+    assert response.vectors.shape == (0, 384)
+    assert response.prompt_tokens == 0
+
+
+def test_memory_on_cpu_is_labelled(fp32_backend):
+    backend, _ = fp32_backend
+    figures = {f.label: f for f in _run(backend.memory())}
+    assert figures["process peak RSS (CPU run)"].bytes > 50 * 2**20
+    assert figures["torch peak allocated"].bytes is None
+    assert figures["torch peak allocated"].source == "no CUDA device"
+
+
+def test_oom_becomes_backend_out_of_memory(fp32_backend, monkeypatch):
+    import torch
+
+    backend, _ = fp32_backend
+
+    def raise_oom(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(backend._model, "encode", raise_oom)
+    with pytest.raises(BackendOutOfMemory):
+        _run(backend.embed(TEXTS))
+
+    def raise_runtime_oom(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 MiB (GPU 0)")
+
+    monkeypatch.setattr(backend._model, "encode", raise_runtime_oom)
+    with pytest.raises(BackendOutOfMemory):
+        _run(backend.embed(TEXTS))
+
+    def raise_other(*args, **kwargs):
+        raise ValueError("something else")
+
+    monkeypatch.setattr(backend._model, "encode", raise_other)
+    with pytest.raises(BackendError) as info:
+        _run(backend.embed(TEXTS))
+    assert not isinstance(info.value, BackendOutOfMemory)
+    assert "something else" in str(info.value)
+
+
+def test_bf16_dtype_honoured(small_model_path, fp32_backend):
+    reference, _ = fp32_backend
+    backend = NativeBackend(BackendSettings(model=small_model_path, device="cpu"), "bfloat16")
+    assert backend.name == "native-bf16"
+    _run(backend.load())
+    try:
+        assert backend.describe()["loaded_dtype"] == "bfloat16"
+        response = _run(backend.embed(TEXTS))
+        assert response.vectors.dtype == np.float32
+        expected = _run(reference.embed(TEXTS)).vectors
+        cosines = np.sum(response.vectors * expected, axis=1) / (
+            np.linalg.norm(response.vectors, axis=1) * np.linalg.norm(expected, axis=1)
+        )
+        assert np.all(cosines > 0.98), cosines
+    finally:
+        _run(backend.unload())
+
+
+def test_attention_settings_applied_and_restored(small_model_path, monkeypatch):
+    import torch
+
+    calls: list[tuple[str, bool]] = []
+    monkeypatch.setattr(torch.backends.cuda, "enable_flash_sdp", lambda v: calls.append(("flash", v)))
+    monkeypatch.setattr(torch.backends.cuda, "enable_mem_efficient_sdp", lambda v: calls.append(("mem", v)))
+    monkeypatch.setattr(torch.backends.cuda, "flash_sdp_enabled", lambda: True)
+    monkeypatch.setattr(torch.backends.cuda, "mem_efficient_sdp_enabled", lambda: False)
+    settings = BackendSettings(
+        model=small_model_path,
+        device="cpu",
+        attention_settings={"enable_flash_sdp": False, "enable_mem_efficient_sdp": True, "bogus": 1},
+    )
+    backend = NativeBackend(settings, "fp32")
+    _run(backend.load())
+    assert calls == [("flash", False), ("mem", True)]
+    facts = backend.describe()
+    assert facts["sdp_settings_applied"] == {"enable_flash_sdp": False, "enable_mem_efficient_sdp": True}
+    assert facts["attention_settings_ignored"] == {"bogus": 1}
+    _run(backend.unload())
+    assert calls[2:] == [("flash", True), ("mem", False)]
+
+
+def test_errors_are_backend_errors(small_model_path, tmp_path):
+    with pytest.raises(BackendError, match="unknown dtype"):
+        NativeBackend(BackendSettings(model=small_model_path), "int8")
+    backend = NativeBackend(BackendSettings(model=small_model_path, device="cpu"), "float32")
+    with pytest.raises(BackendError, match="not loaded"):
+        _run(backend.embed(["x"]))
+    missing = NativeBackend(BackendSettings(model=str(tmp_path / "no-such-model"), device="cpu"), "float32")
+    with pytest.raises(BackendError, match="could not load"):
+        _run(missing.load())
+    _run(missing.unload())
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@pytest.mark.gpu
+def test_cuda_load_embed_and_memory(small_model_path, small_model):
+    if not _cuda_available():
+        pytest.skip("no CUDA device")
+    backend = NativeBackend(BackendSettings(model=small_model_path, device="cuda"), "float16")
+    _run(backend.load())
+    try:
+        response = _run(backend.embed(TEXTS))
+        expected = small_model.encode(TEXTS, convert_to_numpy=True)
+        cosines = np.sum(response.vectors * expected, axis=1) / (
+            np.linalg.norm(response.vectors, axis=1) * np.linalg.norm(expected, axis=1)
+        )
+        assert np.all(cosines > 0.99), cosines
+        assert response.backend_time_s is not None and response.backend_time_s > 0
+        figures = {f.label: f for f in _run(backend.memory())}
+        assert figures["torch peak allocated"].bytes > 0
+        assert figures["torch peak reserved"].bytes >= figures["torch peak allocated"].bytes
+        assert backend.describe()["device_name"]
+    finally:
+        _run(backend.unload())
+
+
+def test_concurrent_embeds_are_serialised_on_one_worker(fp32_backend, small_model):
+    backend, _ = fp32_backend
+
+    async def both():
+        return await asyncio.gather(backend.embed(TEXTS[:2]), backend.embed(TEXTS[2:]))
+
+    first, second = _run(both())
+    expected = small_model.encode(TEXTS, convert_to_numpy=True)
+    np.testing.assert_allclose(np.vstack([first.vectors, second.vectors]), expected, atol=1e-5)
