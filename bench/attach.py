@@ -20,13 +20,16 @@ from __future__ import annotations
 
 import functools
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 START_MARKER = "<!-- td-bench:verdict:start -->"
 END_MARKER = "<!-- td-bench:verdict:end -->"
-GENERATED_NOTE = "<!-- written by `python -m bench attach`; everything between these markers is replaced on the next run -->"
+GENERATED_NOTE = (
+    "<!-- written by `python -m bench attach`; everything between these markers is replaced on the next run -->"
+)
 
 # --- Canonical item keys --------------------------------------------------------------------------
 # One key per checklist item of TD-073. `measured` (from bench.verdict.measured_items) maps these
@@ -70,6 +73,7 @@ AC_FOLLOW_UP_TD = "ac_follow_up_td"  # "Falls Migration empfohlen: Follow-up TD"
 # (emphasis markers dropped, "-" and "_" turned into spaces, whitespace collapsed), so
 # "Multi-GPU" reads "multi gpu" and "sm_121" reads "sm 121". An item matching the patterns of
 # more than one key is ambiguous and counts as unmatched: better unticked than ticked wrongly.
+_DONE = r"(durchgeführt|done|completed|performed|erledigt|abgeschlossen)"  # an acceptance criterion's wording
 ITEM_PATTERNS: Mapping[str, tuple[str, ...]] = {
     SINGLE_TEXT_LATENCY: (
         r"\bsingle\s*(text|item|request|query|sentence|embedding)s?\s+latenc",
@@ -136,8 +140,7 @@ ITEM_PATTERNS: Mapping[str, tuple[str, ...]] = {
         r"\bbenchmark\w*\s+(the\s+)?nativ",
     ),
     QUALITY_COMPARISON: (
-        r"^(?!.*\b(durchgeführt|done|completed|performed|erledigt|abgeschlossen)\b)"
-        r".*\b(quality|qualität\w*)\s*(vergleich|comparison)\b",
+        rf"^(?!.*\b{_DONE}\b).*\b(quality|qualität\w*)\s*(vergleich|comparison)\b",
         r"^compare\s+(the\s+)?(embedding\s+)?quality\b",
     ),
     DOCUMENT_RESULTS: (
@@ -149,7 +152,7 @@ ITEM_PATTERNS: Mapping[str, tuple[str, ...]] = {
     ),
     AC_BENCHMARKS_DOCUMENTED: (r"\b(benchmark\s*)?(ergebnisse|results)\s+(dokumentiert|documented)\b",),
     AC_QUALITY_DONE: (
-        r"\b(quality|qualität\w*)\s*(vergleich|comparison)\b.*\b(durchgeführt|done|completed|performed|erledigt|abgeschlossen)\b",
+        rf"\b(quality|qualität\w*)\s*(vergleich|comparison)\b.*\b{_DONE}\b",
     ),
     AC_RECOMMENDATION: (r"\b(empfehlung|recommendation)\b",),
     AC_FOLLOW_UP_TD: (r"\bfollow\s*up\b|\bfolge\s*(td|ticket)\b",),
@@ -273,7 +276,9 @@ def _outside_lines(lines: list[_Line]) -> tuple[list[bool], tuple[int, int] | No
                 and not match["info"].strip():
             fence = None
     if start is not None:
-        raise AttachError(f"{START_MARKER} on line {start + 1} has no {END_MARKER}; refusing to guess where it ends")
+        raise AttachError(
+            f"{START_MARKER} on line {start + 1} has no {END_MARKER}; refusing to guess where it ends"
+        )
     return plain, section
 
 
@@ -427,7 +432,9 @@ def attach_file(
         raise AttachError(f"{source}: {err}") from None
     if write and result.changed:
         try:
+            mode = stat.S_IMODE(ticket_path.stat().st_mode)
             write_text_atomic(ticket_path, result.new_text)
+            ticket_path.chmod(mode)  # the temp file behind the atomic write is 0600
         except OSError as err:
             raise AttachError(f"{ticket_path}: cannot be written ({err.strerror})") from None
     return result

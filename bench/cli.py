@@ -108,3 +108,50 @@ def verdict(results_dir: Path, no_plots: bool) -> None:
         click.echo(f"  - {reason}")
     for path in written:
         click.echo(f"wrote {path}")
+
+
+@main.command("attach")
+@click.argument("ticket", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--results", "results_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("results"), show_default=True,
+              help="Folder with verdict.md (from the verdict command), bench.json and probe.json.")
+@click.option("--status/--keep-status", "set_status", default=True, show_default=True,
+              help="Replace the value of the ticket's **Status:** line with the verdict's.")
+@click.option("--dry-run", is_flag=True, help="Say what would change; write nothing.")
+def attach_command(ticket, results_dir, set_status, dry_run) -> None:
+    """Attach RESULTS/verdict.md to TICKET: results section, measured boxes ticked, Status updated.
+
+    A second run with the same results changes no byte of the ticket.
+    """
+    from rich.console import Console
+
+    from bench.attach import AttachError, attach_file
+    from bench.decision import Outcome, decide
+    from bench.verdict import FOLLOW_UP_MD, VERDICT_MD, decision_inputs, load_results, measured_items, status_line
+    from probe.output import ResultsFileError
+
+    console = Console(stderr=True)
+    try:
+        probe, bench = load_results(results_dir)
+        decision = decide(decision_inputs(probe, bench)[0])
+        measured = {key: done for key, (done, _evidence) in measured_items(probe, bench).items()}
+        measured["ac_recommendation"] = decision.outcome is not Outcome.INCONCLUSIVE
+        measured["ac_follow_up_td"] = (decision.outcome in (Outcome.MIGRATE, Outcome.CONDITIONAL)
+                                       and (results_dir / FOLLOW_UP_MD).exists())
+        result = attach_file(ticket, results_dir / VERDICT_MD, measured,
+                             status_line(decision) if set_status else None, write=not dry_run)
+    except (AttachError, ResultsFileError) as err:
+        raise click.ClickException(str(err)) from None
+
+    for item in result.ticked:
+        console.print(f"ticked    line {item.line}: {item.text}", markup=False)
+    for item in result.unmatched:
+        console.print(f"unmatched line {item.line}: {item.text} (left unticked)", markup=False, style="yellow")
+    for key in result.not_found:
+        console.print(f"measured {key}, but no checklist item in the ticket matches it", style="yellow")
+    if set_status and not result.status_found:
+        console.print("no **Status:** line in the ticket; none added", markup=False, style="yellow")
+    if not result.changed:
+        console.print(f"{ticket} unchanged", markup=False)
+    else:
+        console.print(f"{'would update' if dry_run else 'updated'} {ticket}", markup=False)
