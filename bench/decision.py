@@ -67,7 +67,7 @@ def decide(inputs: DecisionInputs) -> Decision:
         gaps.append("no probe results (run the probe first)")
     elif not inputs.probe_target_probed:
         gaps.append("the probe saw no CUDA device, so GPU compatibility was not checked")
-    if inputs.native_device != "cuda":
+    if not (inputs.native_device or "").startswith("cuda"):
         gaps.append(f"native ran on {inputs.native_device or 'no device'}, not on the target GPU")
     if not inputs.bench_complete:
         gaps.append("the bench run is partial")
