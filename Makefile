@@ -4,8 +4,17 @@ PYTHON  ?= $(if $(wildcard $(VENV)/bin/python),$(VENV)/bin/python,python3)
 RESULTS ?= results
 PROFILE ?= td073
 TORCH_CPU_PIN ?= torch==2.13.0
+# docker: run probe and bench in compose (a Spark with the NVIDIA runtime); local: this Python.
+# auto picks docker when a Docker engine with the nvidia runtime answers.
+RUNNER  ?= auto
+OLLAMA_MODEL ?= $(if $(filter smoke,$(PROFILE)),all-minilm,bge-m3)
+BENCH_ARGS ?=
 
-.PHONY: help setup test test-gpu probe bench verdict attach perf lint-docker clean
+ifeq ($(RUNNER),auto)
+override RUNNER := $(shell docker info --format '{{json .Runtimes}}' 2>/dev/null | grep -q nvidia && echo docker || echo local)
+endif
+
+.PHONY: help setup test test-gpu probe bench bench-docker bench-local verdict attach compare perf lint-docker clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-12s %s\n", $$1, $$2}'
@@ -23,7 +32,36 @@ test-gpu: ## tests that need a CUDA device
 	$(PYTHON) -m pytest -m gpu -q
 
 probe: ## run the probe here; writes $(RESULTS)/probe.json and probe.md
-	$(PYTHON) -m probe --results $(RESULTS)
+	$(PYTHON) -m probe --profile $(PROFILE) --results $(RESULTS)
+
+bench: bench-$(RUNNER) ## probe, bench and verdict (PROFILE=td073|smoke); in compose on a Spark, else locally
+
+bench-local:
+	-$(PYTHON) -m probe --profile $(PROFILE) --results $(RESULTS)
+	$(PYTHON) -m bench run --profile $(PROFILE) --results $(RESULTS) $(BENCH_ARGS)
+	$(PYTHON) -m bench verdict --results $(RESULTS)
+
+bench-docker:
+	mkdir -p $(RESULTS)
+	docker compose up -d --wait ollama
+	docker compose exec ollama ollama show $(OLLAMA_MODEL) >/dev/null 2>&1 || docker compose exec ollama ollama pull $(OLLAMA_MODEL)
+	-docker compose run --rm probe python -m probe --profile $(PROFILE) --results /results
+	docker compose run --rm bench python -m bench run --profile $(PROFILE) --results /results $(BENCH_ARGS)
+	docker compose run --rm bench python -m bench verdict --results /results
+
+verdict: ## re-render $(RESULTS)/verdict.md from probe.json and bench.json (no re-run)
+	$(PYTHON) -m bench verdict --results $(RESULTS)
+
+attach: ## attach the verdict to a ticket: make attach TICKET=path/to/TD-073.md
+	@test -n "$(TICKET)" || { echo "usage: make attach TICKET=path/to/TD-073.md"; exit 2; }
+	$(PYTHON) -m bench attach --results $(RESULTS) $(TICKET)
+
+compare: ## two runs side by side: make compare A=old/bench.json B=new/bench.json
+	@test -n "$(A)" -a -n "$(B)" || { echo "usage: make compare A=old/bench.json B=new/bench.json"; exit 2; }
+	$(PYTHON) -m bench compare $(A) $(B)
+
+perf: ## harness overhead vs a bare encode loop, and the roofline table (not part of the tests)
+	$(PYTHON) -m bench perf --profile $(PROFILE)
 
 lint-docker: ## validate compose.yaml and lint docker/Dockerfile (no engine needed)
 	$(PYTHON) -m pytest -q tests/test_docker_files.py

@@ -10,7 +10,6 @@ import click
 from probe.result import CheckResult, Overall, Status
 
 STATUS_STYLE = {Status.PASS: "green", Status.WARN: "yellow", Status.FAIL: "red", Status.SKIP: "dim"}
-DEFAULT_MODEL = "BAAI/bge-m3"
 DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
 
 
@@ -18,17 +17,19 @@ DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
 @click.option("--results", "results_dir", type=click.Path(file_okay=False, path_type=Path),
               default=Path("results"), show_default=True,
               help="Folder for probe.json and probe.md.")
-@click.option("--model", default=DEFAULT_MODEL, show_default=True,
-              help="sentence-transformers model (hub name or local folder) for the smoke check.")
+@click.option("--profile", type=click.Choice(["td073", "smoke"]), default="td073", show_default=True,
+              help="Which models to check: td073 = BAAI/bge-m3 (Ollama: bge-m3); smoke = the small "
+                   "all-MiniLM-L6-v2 shipped on PyPI (Ollama: all-minilm).")
+@click.option("--model", help="sentence-transformers model (hub name or local folder); overrides the profile's.")
 @click.option("--ollama-host", envvar="OLLAMA_HOST", default=DEFAULT_OLLAMA_HOST, show_default=True,
               help="Ollama server URL (also read from OLLAMA_HOST).")
-@click.option("--ollama-model", default="bge-m3", show_default=True, help="Model name in Ollama.")
+@click.option("--ollama-model", help="Model name in Ollama; overrides the profile's.")
 @click.option("--only", multiple=True, metavar="CHECK",
               help="Run only these checks (repeatable), e.g. --only attention.")
 @click.option("--quick", is_flag=True, help="Smaller shapes and fewer repetitions (a faster, rougher probe).")
 @click.option("--require-gpu", is_flag=True,
               help="Exit 2 when no CUDA device is visible, instead of 0 with 'target not probed'.")
-def main(results_dir: Path, model: str, ollama_host: str, ollama_model: str,
+def main(results_dir: Path, profile: str, model: str | None, ollama_host: str, ollama_model: str | None,
          only: tuple[str, ...], quick: bool, require_gpu: bool) -> None:
     """Check that this GPU, PyTorch build and attention stack can serve BGE-M3 natively.
 
@@ -39,6 +40,7 @@ def main(results_dir: Path, model: str, ollama_host: str, ollama_model: str,
     """
     from rich.console import Console
 
+    from bench.config import PROFILES, ConfigError, resolve_model
     from probe.checks import ALL_CHECKS, CRITICAL_CHECKS
     from probe.facts import collect_facts, detect_cuda_device
     from probe.registry import ProbeContext
@@ -50,6 +52,11 @@ def main(results_dir: Path, model: str, ollama_host: str, ollama_model: str,
         raise click.UsageError(f"unknown check(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
     checks = [c for c in ALL_CHECKS if not only or c.name in only]
 
+    try:
+        model = resolve_model(model or PROFILES[profile].model)
+    except ConfigError as err:
+        raise click.ClickException(str(err)) from None
+    ollama_model = ollama_model or PROFILES[profile].ollama_model
     console = Console(stderr=True)
     ctx = ProbeContext(model=model, ollama_host=ollama_host, ollama_model=ollama_model,
                        device=detect_cuda_device(), quick=quick)

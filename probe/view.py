@@ -109,7 +109,7 @@ def probe_view(report: ProbeReport) -> ProbeView:
         exit_code=report.overall.exit_code,
         target_probed=report.overall.target_probed,
         workarounds=report.overall.workarounds,
-        bench_settings=tuple((k, format_value(v)) for k, v in report.bench_settings.items()),
+        bench_settings=tuple((k, str(v)) for k, v in report.bench_settings.items()),
         created_at=report.created_at,
         tool_version=report.tool_version,
         config=tuple((k, format_value(v)) for k, v in report.config.items()),
