@@ -18,6 +18,12 @@ def _pyplot():
     return plt
 
 
+def _plain_numbers():
+    from matplotlib.ticker import FuncFormatter
+
+    return FuncFormatter(lambda value, _pos: f"{value:g}")
+
+
 def latency_plot(bench: dict[str, Any], path: Path) -> bool:
     """Single-text latency distribution per backend, one panel per text set."""
     figures = [f for f in all_figures(bench) if f.single_samples_ms]
@@ -32,8 +38,10 @@ def latency_plot(bench: dict[str, Any], path: Path) -> bool:
         ax.set_xticks(range(1, len(rows) + 1), [f"{f.backend}\nn={len(f.single_samples_ms)}" for f in rows],
                       fontsize=8)
         ax.set_title(f"single-text latency: {text_set}")
-        ax.set_ylabel("ms")
+        ax.set_ylabel("ms (log scale)")
         ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(_plain_numbers())
+        ax.yaxis.set_minor_formatter(_plain_numbers())
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -52,6 +60,8 @@ def throughput_plot(bench: dict[str, Any], path: Path) -> bool:
             points = [p for p in f.throughput if p.texts_per_s]
             ax.plot([p.batch_size for p in points], [p.texts_per_s for p in points], marker="o", label=f.backend)
         ax.set_xscale("log", base=2)
+        ax.set_xticks(sorted({p.batch_size for f in figures for p in f.throughput}))
+        ax.xaxis.set_major_formatter(_plain_numbers())
         ax.set_title(f"throughput: {text_set}")
         ax.set_xlabel("batch size")
         ax.set_ylabel("texts/s (whole set / wall)")

@@ -70,7 +70,7 @@ def quality_issues_for(bench: dict[str, Any], control: str, treatment: str) -> t
         if mean is None or mean < COSINE_MEAN_MIN or p1 is None or p1 < COSINE_P1_MIN:
             issues.append(f"cosine {treatment} vs {control} on '{text_set}': mean {format_value(mean)}, "
                           f"p1 {format_value(p1)} (need mean >= {COSINE_MEAN_MIN}, p1 >= {COSINE_P1_MIN})")
-        if agree is None or agree < NEIGHBOUR_AGREEMENT_MIN:
+        if nb and (agree is None or agree < NEIGHBOUR_AGREEMENT_MIN):  # {}: set too small to rank
             issues.append(f"top-10 neighbour agreement on '{text_set}': {format_value(agree)} "
                           f"(need >= {NEIGHBOUR_AGREEMENT_MIN})")
     return (None if compared == 0 else not issues), issues
@@ -224,7 +224,7 @@ class VerdictContext:
     truncation: Table
     failures: Table
     workload: Table
-    checklist: tuple[ChecklistItem, ...]
+    checklist: tuple[tuple[str, tuple[ChecklistItem, ...]], ...]  # (section, items) in the ticket's order
     next_steps: tuple[str, ...]
     plots: tuple[tuple[str, str], ...]  # (title, file name next to verdict.md)
     native_facts: tuple[tuple[str, str], ...]
@@ -444,6 +444,13 @@ NEXT_STEPS: dict[Outcome, tuple[str, ...]] = {
 }
 
 
+def checklist_sections(items: dict[str, tuple[bool, str]]) -> tuple[tuple[str, tuple[ChecklistItem, ...]], ...]:
+    sections: dict[str, list[ChecklistItem]] = {}
+    for section, label, key in CHECKLIST_LABELS:
+        sections.setdefault(section, []).append(ChecklistItem(section, label, key, *items[key]))
+    return tuple((name, tuple(entries)) for name, entries in sections.items())
+
+
 def status_line(decision: Decision) -> str:
     if decision.outcome is Outcome.INCONCLUSIVE:
         return "OPEN (Investigation) — verdict: Inconclusive"
@@ -494,7 +501,7 @@ def build_context(probe: dict[str, Any] | None, bench: dict[str, Any],
         **quality_tables(bench),
         failures=_table("Failures recorded", ("backend", "set", "step", "error"), failures),
         workload=workload_table(bench),
-        checklist=tuple(ChecklistItem(section, label, key, *items[key]) for section, label, key in CHECKLIST_LABELS),
+        checklist=checklist_sections(items),
         next_steps=NEXT_STEPS[decision.outcome],
         plots=plots,
         native_facts=tuple((k, format_value(native_desc.get(k))) for k in

@@ -1,0 +1,175 @@
+"""The bench loop end to end: real native backend and the Ollama stand-in, then fault cases
+with the in-memory fake backend (interrupt/resume, out-of-memory back-off, dying server, NaN)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from bench.config import PROFILES, BenchConfig
+from bench.runner import run_bench
+from fake_backends import FakeBackend, FakeBehaviour
+from probe.output import read_results_json
+
+pytestmark = pytest.mark.slow
+
+SCENARIOS = {"single", "batch", "throughput", "concurrency"}
+
+
+def tiny_profile(model: str, **changes):
+    profile = replace(
+        PROFILES["smoke"], model=model, ollama_model="bge-m3",
+        set_sizes={"short": 6, "long": 3, "documents": 2}, warmup_calls=1, single_latency_calls=4,
+        batch_latency_repeats=2, batch_sizes=(1, 4), concurrency_levels=(1, 4), concurrency_requests=4,
+        quality_pairs=10,
+    )
+    return replace(profile, **changes)
+
+
+def config_for(profile, results: Path, backends, host="http://127.0.0.1:9", **kw) -> BenchConfig:
+    return BenchConfig(profile=profile, backends=tuple(backends), results_dir=results, ollama_host=host,
+                       timeout_s=10.0, device="cpu", **kw)
+
+
+def read_bench(results: Path) -> dict:
+    return read_results_json(results / "bench.json", "bench", 1)
+
+
+def test_native_and_standin_end_to_end(tmp_path, small_model_path, ollama_standin):
+    config = config_for(tiny_profile(small_model_path), tmp_path, ["ollama", "native-fp32"], ollama_standin.host)
+    state = asyncio.run(run_bench(config))
+    assert state.status == "complete"
+    data = read_bench(tmp_path)
+    for backend in ("ollama", "native-fp32"):
+        for text_set in ("short", "long", "documents"):
+            kinds = {m["scenario"] for m in data["measurements"]
+                     if m["backend"] == backend and m["text_set"] == text_set}
+            assert kinds == SCENARIOS, (backend, text_set)
+    single = next(m for m in data["measurements"] if m["scenario"] == "single" and m["backend"] == "ollama")
+    assert single["summary"]["count"] == 4 and len(single["samples"]) == 4
+    assert data["backends"]["ollama"]["load"]["reported_source"].startswith("ollama")
+    assert data["backends"]["ollama"]["description"]["kind"] == "ollama"
+    # Same model behind both: short texts (< 128 tokens) embed identically.
+    short = next(q for q in data["quality"] if q["text_set"] == "short")
+    assert short["cosine"]["min"] > 0.9999
+    # Documents (~2000 tokens) are cut by both: at the stand-in's num_ctx 128 and at native's 256.
+    cut = {(t["backend"], t["text_set"]): t for t in data["truncation"]}
+    assert len(cut[("ollama", "documents")]["truncated"]) == 2
+    assert max(r for r in cut[("ollama", "documents")]["reported_tokens"]) <= 128
+    assert len(cut[("native-fp32", "documents")]["truncated"]) == 2
+    assert cut[("ollama", "short")]["truncated"] == []
+    assert data["workload"]["digest"]
+    assert (tmp_path / "vectors" / "ollama__short.npy").exists()
+
+
+def test_unreachable_ollama_is_recorded_and_native_still_measured(tmp_path, small_model_path):
+    config = config_for(tiny_profile(small_model_path), tmp_path, ["ollama", "native-fp32"])
+    state = asyncio.run(run_bench(config))
+    assert state.status == "complete"
+    data = read_bench(tmp_path)
+    assert "not reachable" in data["backends"]["ollama"]["error"]
+    assert any(m["backend"] == "native-fp32" for m in data["measurements"])
+    assert data["quality"] == []  # nothing to compare against
+
+
+# --------------------------------------------------------------- fault cases with fakes
+
+
+@pytest.fixture
+def fakes(monkeypatch):
+    """Register fake backends by name in the registry the runner reads."""
+    registry: dict[str, FakeBehaviour] = {}
+
+    def install(**behaviours: FakeBehaviour) -> dict[str, FakeBehaviour]:
+        import bench.runner
+
+        registry.update(behaviours)
+        for name, behaviour in behaviours.items():
+            monkeypatch.setitem(bench.runner.BACKENDS, name,
+                                lambda settings, n=name, b=behaviour: FakeBackend(n, b))
+        return registry
+
+    return install
+
+
+def test_interrupt_keeps_partial_results_and_resume_finishes(tmp_path, small_model_path, fakes):
+    behaviours = fakes(**{"fake-ollama": FakeBehaviour(kind="ollama"),
+                          "fake-native": FakeBehaviour(kind="native", interrupt_after_calls=30)})
+    config = config_for(tiny_profile(small_model_path), tmp_path, ["fake-ollama", "fake-native"])
+    with pytest.raises(KeyboardInterrupt):
+        asyncio.run(run_bench(config))
+    partial = read_bench(tmp_path)
+    assert partial["status"] == "partial"
+    before = {m["key"] for m in partial["measurements"]}
+    assert any(k.startswith("fake-ollama|") for k in before)
+
+    behaviours["fake-native"].interrupt_after_calls = None
+    behaviours["fake-ollama"].calls = 0
+    state = asyncio.run(run_bench(replace(config, resume=True)))
+    assert state.status == "complete"
+    done = read_bench(tmp_path)
+    keys = [m["key"] for m in done["measurements"]]
+    assert len(keys) == len(set(keys))  # nothing measured twice
+    assert before <= set(keys)
+    assert behaviours["fake-ollama"].calls <= 3  # only warm-ups: its scenarios were already done
+    assert {q["text_set"] for q in done["quality"]} == {"short", "long", "documents"}
+
+
+def test_resume_refuses_results_of_other_texts(tmp_path, small_model_path, fakes):
+    fakes(**{"fake-native": FakeBehaviour()})
+    config = config_for(tiny_profile(small_model_path), tmp_path, ["fake-native"])
+    asyncio.run(run_bench(config))
+    other = config_for(tiny_profile(small_model_path, seed=5), tmp_path, ["fake-native"], resume=True)
+    from probe.output import ResultsFileError
+
+    with pytest.raises(ResultsFileError, match="other texts"):
+        asyncio.run(run_bench(other))
+
+
+def test_out_of_memory_halves_the_batch_and_records_it(tmp_path, small_model_path, fakes):
+    fakes(**{"fake-native": FakeBehaviour(max_batch=2)})
+    profile = tiny_profile(small_model_path, batch_sizes=(1, 4))
+    asyncio.run(run_bench(config_for(profile, tmp_path, ["fake-native"])))
+    data = read_bench(tmp_path)
+    sizes = {m["params"]["batch_size"] for m in data["measurements"]
+             if m["scenario"] == "throughput" and m["text_set"] == "short"}
+    assert sizes == {1, 2}
+    assert any("batch_size=4 did not fit" in f["error"] for f in data["failures"])
+
+
+def test_server_dying_mid_run_counts_failures_and_keeps_the_other_backend(tmp_path, small_model_path, fakes):
+    fakes(**{"fake-ollama": FakeBehaviour(kind="ollama", fail_after_calls=10),
+             "fake-native": FakeBehaviour(kind="native")})
+    asyncio.run(run_bench(config_for(tiny_profile(small_model_path), tmp_path, ["fake-ollama", "fake-native"])))
+    data = read_bench(tmp_path)
+    failed = [s for m in data["measurements"] if m["backend"] == "fake-ollama" for s in m["samples"] if not s["ok"]]
+    assert failed and all(s["value"] is None and "died" in s["error"] for s in failed)
+    counted = sum(m["summary"]["failures"] for m in data["measurements"] if m["backend"] == "fake-ollama")
+    assert counted == len(failed)  # failures counted, never dropped or turned into 0
+    native_ok = [s for m in data["measurements"] if m["backend"] == "fake-native" for s in m["samples"]]
+    assert native_ok and all(s["ok"] for s in native_ok)
+
+
+def test_nan_vectors_are_flagged_in_quality(tmp_path, small_model_path, fakes, monkeypatch):
+    fakes(**{"fake-ollama": FakeBehaviour(kind="ollama"), "fake-native": FakeBehaviour(kind="native")})
+    import bench.runner
+
+    real_load = bench.runner.load_vectors
+
+    def poisoned(results_dir, backend, text_set):
+        vectors = real_load(results_dir, backend, text_set)
+        if vectors is not None and backend == "fake-native" and text_set == "short":
+            vectors = vectors.copy()
+            vectors[2, 0] = float("inf")
+        return vectors
+
+    monkeypatch.setattr(bench.runner, "load_vectors", poisoned)
+    asyncio.run(run_bench(config_for(tiny_profile(small_model_path), tmp_path, ["fake-ollama", "fake-native"])))
+    short = next(q for q in read_bench(tmp_path)["quality"] if q["text_set"] == "short")
+    assert short["nonfinite_treatment"] == [2]
+    assert short["cosine"]["nonfinite"] == 1
+    assert json.loads((tmp_path / "bench.json").read_text())  # still strict JSON

@@ -1,0 +1,91 @@
+"""The rendered verdict: golden Markdown on fixed results, plots, follow-up draft, attach, CLI errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from bench.cli import main as bench_cli
+
+FIXTURES = Path(__file__).parent / "fixtures"
+RESULTS = FIXTURES / "results"
+SEED_TICKET = FIXTURES / "tickets" / "TD-073.md"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture
+def results(tmp_path) -> Path:
+    folder = tmp_path / "results"
+    shutil.copytree(RESULTS / "conditional", folder)
+    return folder
+
+
+def test_verdict_matches_golden_markdown(results):
+    """A template change shows up here as a readable diff; regenerate the golden file on purpose."""
+    outcome = CliRunner().invoke(bench_cli, ["verdict", "--results", str(results)])
+    assert outcome.exit_code == 0, outcome.output
+    assert "Decision: Document workarounds, conditional TD" in outcome.output
+    assert (results / "verdict.md").read_text() == (RESULTS / "conditional.verdict.golden.md").read_text()
+    assert (results / "TD-follow-up.md").read_text() == (RESULTS / "conditional.follow-up.golden.md").read_text()
+
+
+def test_plots_are_valid_pngs_linked_from_the_verdict(results):
+    import matplotlib.image
+
+    CliRunner().invoke(bench_cli, ["verdict", "--results", str(results)])
+    verdict = (results / "verdict.md").read_text()
+    for name in ("latency.png", "throughput.png", "cosine.png"):
+        data = (results / name).read_bytes()
+        assert data.startswith(PNG_MAGIC), name
+        height, width, _ = matplotlib.image.imread(results / name).shape
+        assert height > 100 and width > 100
+        assert f"]({name})" in verdict
+
+
+def test_follow_up_draft_is_removed_when_no_td_is_recommended(results):
+    CliRunner().invoke(bench_cli, ["verdict", "--results", str(results)])
+    assert (results / "TD-follow-up.md").exists()
+    bench = json.loads((results / "bench.json").read_text())
+    bench["status"] = "partial"  # now inconclusive: no TD, and the stale draft must go
+    (results / "bench.json").write_text(json.dumps(bench))
+    outcome = CliRunner().invoke(bench_cli, ["verdict", "--results", str(results), "--no-plots"])
+    assert "Decision: Inconclusive" in outcome.output
+    assert "the bench run is partial" in outcome.output
+    assert not (results / "TD-follow-up.md").exists()
+
+
+def test_attach_updates_a_copy_of_the_seed_ticket_once(results, tmp_path):
+    ticket = tmp_path / "TD-073.md"
+    shutil.copy(SEED_TICKET, ticket)
+    runner = CliRunner()
+    runner.invoke(bench_cli, ["verdict", "--results", str(results), "--no-plots"])
+    first = runner.invoke(bench_cli, ["attach", "--results", str(results), str(ticket)])
+    assert first.exit_code == 0, first.output
+    text = ticket.read_text()
+    assert "**Status:** DONE (Investigation) — verdict: Document workarounds, conditional TD" in text
+    assert "- [x] Single Text Latency" in text
+    assert "- [ ] Multi-GPU Support" in text  # not measured, stays open
+    assert "- [ ] Downstream Task Performance" in text  # no BEIR run
+    assert "<!-- td-bench:verdict:start -->" in text
+    second = runner.invoke(bench_cli, ["attach", "--results", str(results), str(ticket)])
+    assert second.exit_code == 0
+    assert ticket.read_text() == text
+    assert "unchanged" in second.output
+
+
+@pytest.mark.parametrize("damage, says", [
+    (lambda p: p.unlink(), "not found"),
+    (lambda p: p.write_text(p.read_text()[:500]), "not valid JSON"),
+    (lambda p: p.write_text(json.dumps({**json.loads(p.read_text()), "schema_version": 99})), "schema version 99"),
+    (lambda p: p.write_text(json.dumps({"kind": "probe", "schema_version": 1})), "not a bench results file"),
+])
+def test_broken_results_file_gives_one_line_error_naming_it(results, damage, says):
+    damage(results / "bench.json")
+    outcome = CliRunner().invoke(bench_cli, ["verdict", "--results", str(results)])
+    assert outcome.exit_code == 1
+    assert says in outcome.output and "bench.json" in outcome.output
+    assert "Traceback" not in outcome.output
