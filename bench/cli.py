@@ -155,3 +155,37 @@ def attach_command(ticket, results_dir, set_status, dry_run) -> None:
         console.print(f"{ticket} unchanged", markup=False)
     else:
         console.print(f"{'would update' if dry_run else 'updated'} {ticket}", markup=False)
+
+
+@main.command()
+@click.argument("run_a", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("run_b", type=click.Path(dir_okay=False, path_type=Path))
+def compare(run_a: Path, run_b: Path) -> None:
+    """Compare two bench.json files (A = before, B = after): each metric and its B/A ratio."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from bench.compare import compare_runs
+    from bench.results import BENCH_SCHEMA_VERSION
+    from probe.output import ResultsFileError, read_results_json
+    from probe.view import format_value
+
+    try:
+        a = read_results_json(run_a, "bench", BENCH_SCHEMA_VERSION)
+        b = read_results_json(run_b, "bench", BENCH_SCHEMA_VERSION)
+    except ResultsFileError as err:
+        raise click.ClickException(str(err)) from None
+    rows = compare_runs(a, b)
+    if not rows:
+        raise click.ClickException("the two runs share no backend and text set to compare")
+    table = Table(title=f"A = {run_a}   B = {run_b}")
+    for column in ("backend", "set", "metric", "A", "B", "B/A"):
+        table.add_column(column)
+    for r in rows:
+        ratio = r.ratio
+        better = ratio is not None and ((ratio < 1) if r.lower_is_better else (ratio > 1))
+        style = "" if ratio is None or abs(ratio - 1) < 0.05 else ("green" if better else "red")
+        table.add_row(r.backend, r.text_set, r.metric, format_value(r.a), format_value(r.b),
+                      f"[{style}]{ratio:.2f}×[/]" if ratio is not None and style else
+                      (f"{ratio:.2f}×" if ratio is not None else "not measured"))
+    Console().print(table)
