@@ -18,6 +18,13 @@ def _pyplot():
     return plt
 
 
+def _save(plt, fig, path: Path) -> bool:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
 def _plain_numbers():
     from matplotlib.ticker import FuncFormatter
 
@@ -42,10 +49,7 @@ def latency_plot(bench: dict[str, Any], path: Path) -> bool:
         ax.set_yscale("log")
         ax.yaxis.set_major_formatter(_plain_numbers())
         ax.yaxis.set_minor_formatter(_plain_numbers())
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+    return _save(plt, fig, path)
 
 
 def throughput_plot(bench: dict[str, Any], path: Path) -> bool:
@@ -66,10 +70,7 @@ def throughput_plot(bench: dict[str, Any], path: Path) -> bool:
         ax.set_xlabel("batch size")
         ax.set_ylabel("texts/s (whole set / wall)")
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+    return _save(plt, fig, path)
 
 
 def cosine_plot(bench: dict[str, Any], control: str | None, treatment: str | None, path: Path) -> bool:
@@ -86,10 +87,7 @@ def cosine_plot(bench: dict[str, Any], control: str | None, treatment: str | Non
     ax.set_xlabel("cosine")
     ax.set_ylabel("texts")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+    return _save(plt, fig, path)
 
 
 def render_plots(bench: dict[str, Any], control: str | None, treatment: str | None,

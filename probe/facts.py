@@ -18,6 +18,7 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
+from typing import Any, TypeVar
 
 # (rc, combined stdout+stderr) or None when the command could not be run at all.
 RunCommand = Callable[[Sequence[str]], "tuple[int, str] | None"]
@@ -139,6 +140,9 @@ def package_version(dist_name: str) -> str | None:
 # --- torch facts (torch imported lazily; any failure -> None) --------------
 
 
+T = TypeVar("T")
+
+
 def _torch():
     try:
         import torch  # noqa: PLC0415 - deliberately lazy
@@ -148,50 +152,40 @@ def _torch():
         return None
 
 
-def torch_version() -> str | None:
+def _from_torch(read: Callable[[Any], T]) -> T | None:
+    """One torch fact: None when torch is missing or the read raises (facts never raise)."""
     torch = _torch()
-    return None if torch is None else str(torch.__version__)
+    if torch is None:
+        return None
+    try:
+        return read(torch)
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def torch_version() -> str | None:
+    return _from_torch(lambda t: str(t.__version__))
 
 
 def torch_cuda_version() -> str | None:
-    torch = _torch()
-    try:
-        return None if torch is None else torch.version.cuda
-    except Exception:  # noqa: BLE001
-        return None
+    return _from_torch(lambda t: t.version.cuda)
 
 
 def cudnn_version() -> int | None:
-    torch = _torch()
-    try:
-        return None if torch is None else torch.backends.cudnn.version()
-    except Exception:  # noqa: BLE001
-        return None
+    return _from_torch(lambda t: t.backends.cudnn.version())
 
 
 def torch_arch_list() -> tuple[str, ...] | None:
     """torch.cuda.get_arch_list(): the SASS (sm_XX) and PTX (compute_XX) targets torch ships."""
-    torch = _torch()
-    try:
-        return None if torch is None else tuple(torch.cuda.get_arch_list())
-    except Exception:  # noqa: BLE001
-        return None
+    return _from_torch(lambda t: tuple(t.cuda.get_arch_list()))
 
 
 def cuda_available() -> bool | None:
-    torch = _torch()
-    try:
-        return None if torch is None else bool(torch.cuda.is_available())
-    except Exception:  # noqa: BLE001
-        return None
+    return _from_torch(lambda t: bool(t.cuda.is_available()))
 
 
 def device_count() -> int | None:
-    torch = _torch()
-    try:
-        return None if torch is None else int(torch.cuda.device_count())
-    except Exception:  # noqa: BLE001
-        return None
+    return _from_torch(lambda t: int(t.cuda.device_count()))
 
 
 def device_name(index: int = 0) -> str | None:
