@@ -76,6 +76,7 @@ class LoadedTexts:
     format: str  # "jsonl", "json-array" or "plain"
     texts: tuple[str, ...]
     blank_lines_skipped: int
+    where: tuple[str, ...] = ()  # per text, where it is in the file: "3" (line) or "item 2" (JSON array)
 
 
 # --------------------------------------------------------------------------- phrase banks
@@ -631,8 +632,21 @@ def build_workload(tokenizer: Any, sizes: Mapping[str, int], seed: int) -> Workl
 
 
 def build_user_workload(tokenizer: Any, loaded: LoadedTexts) -> Workload:
-    """User texts as one set, "user", with measured token counts and unknown language."""
+    """User texts as one set, "user", with measured token counts and unknown language.
+
+    A text the tokenizer turns into nothing but special tokens (only control characters or
+    invisible ones such as U+200B) is rejected naming its line, like an empty one: its
+    "embedding" would be the empty string's, under a text that claims otherwise.
+    """
     counts = count_tokens(tokenizer, loaded.texts)
+    empty = count_tokens(tokenizer, [""])[0]  # special tokens only
+    for index, (text, count) in enumerate(zip(loaded.texts, counts)):
+        if count <= empty:
+            where = loaded.where[index] if index < len(loaded.where) else f"text {index + 1}"
+            raise WorkloadError(
+                f"{loaded.path}:{where}: no token to embed in {_preview(text)} (only control or invisible "
+                "characters); remove the text or give it content."
+            )
     skipped = f", {loaded.blank_lines_skipped} blank lines skipped" if loaded.blank_lines_skipped else ""
     text_set = TextSet(
         name="user",
@@ -643,6 +657,11 @@ def build_user_workload(tokenizer: Any, loaded: LoadedTexts) -> Workload:
         source=f"user file {loaded.path} ({loaded.format}, {len(loaded.texts)} texts{skipped})",
     )
     return Workload(sets=(text_set,), seed=None, tokenizer_name=tokenizer_name(tokenizer), generator_version="user")
+
+
+def _preview(text: str, limit: int = 24) -> str:
+    shown = ascii(text[:limit])
+    return shown if len(text) <= limit else f"{shown[:-1]}...{shown[-1]} ({len(text)} characters)"
 
 
 def tokenizer_name(tokenizer: Any) -> str:
@@ -662,11 +681,13 @@ def read_texts_file(path: str | Path) -> LoadedTexts:
     read as one JSON array) or when the first non-blank line parses as a JSON string or
     object; otherwise plain text, one text per line.
     JSONL lines are a JSON string or an object with a string "text" field.
-    Blank lines are skipped in both formats (plain: counted in `blank_lines_skipped`), but a
-    JSONL text that is empty or whitespace only is an error naming its line: an empty string
-    cannot be embedded meaningfully, and dropping it silently would shift every later index.
-    Invalid UTF-8, lone surrogates (also as JSON \\ud800 escapes) and malformed JSON are
-    errors naming the line. Raises WorkloadError with a one-line message.
+    Blank (empty or whitespace-only) lines are separators, not texts, in both formats: they
+    are skipped, and in plain files counted in `blank_lines_skipped` (bench.json's workload
+    source and the run's first note say how many). A JSON text that is empty or whitespace
+    only is an error naming its line: an empty string cannot be embedded meaningfully.
+    `where` keeps each text's line (or array item), so later errors and indices map back.
+    Invalid UTF-8 (UTF-16 included), lone surrogates (also as JSON \\ud800 escapes) and
+    malformed JSON are errors naming the line. Raises WorkloadError with a one-line message.
     """
     path = Path(path)
     try:
@@ -679,6 +700,8 @@ def read_texts_file(path: str | Path) -> LoadedTexts:
         raise WorkloadError(f"{path}: cannot be read ({err.strerror or err}).") from None
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise WorkloadError(f"{path}: UTF-16 text (byte-order mark); save it as UTF-8.")
     lines = _decode_lines(path, data)
     first = next((line for line in lines if line.strip()), None)
     if first is None:
@@ -686,11 +709,13 @@ def read_texts_file(path: str | Path) -> LoadedTexts:
     suffix = path.suffix.lower()
     if suffix == ".json" and first.lstrip().startswith("["):
         texts = _parse_json_array(path, "\n".join(lines))
-        return LoadedTexts(str(path), "json-array", texts, 0)
+        return LoadedTexts(str(path), "json-array", texts, 0, tuple(f"item {i}" for i in range(len(texts))))
     if suffix in JSON_SUFFIXES or _looks_like_jsonl(first):
-        return LoadedTexts(str(path), "jsonl", _parse_jsonl(path, lines), 0)
-    texts = tuple(line for line in lines if line.strip())
-    return LoadedTexts(str(path), "plain", texts, len(lines) - len(texts) - _trailing_empty(lines))
+        numbered = _parse_jsonl(path, lines)
+        return LoadedTexts(str(path), "jsonl", tuple(t for _, t in numbered), 0, tuple(str(n) for n, _ in numbered))
+    numbered = [(number, line) for number, line in enumerate(lines, start=1) if line.strip()]
+    return LoadedTexts(str(path), "plain", tuple(t for _, t in numbered),
+                       len(lines) - len(numbered) - _trailing_empty(lines), tuple(str(n) for n, _ in numbered))
 
 
 def load_texts_file(path: str | Path) -> list[str]:
@@ -743,7 +768,8 @@ def _text_of(path: Path, where: str, value: Any) -> str:
     return value
 
 
-def _parse_jsonl(path: Path, lines: list[str]) -> tuple[str, ...]:
+def _parse_jsonl(path: Path, lines: list[str]) -> list[tuple[int, str]]:
+    """(line number, text) per non-blank line."""
     texts = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -752,8 +778,8 @@ def _parse_jsonl(path: Path, lines: list[str]) -> tuple[str, ...]:
             value = json.loads(line)
         except json.JSONDecodeError as err:
             raise WorkloadError(f"{path}:{number}: malformed JSON ({err.msg} at column {err.colno}).") from None
-        texts.append(_text_of(path, str(number), value))
-    return tuple(texts)
+        texts.append((number, _text_of(path, str(number), value)))
+    return texts
 
 
 def _parse_json_array(path: Path, document: str) -> tuple[str, ...]:

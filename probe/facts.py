@@ -341,6 +341,15 @@ def is_secret_name(name: str) -> bool:
     return any(marker in upper for marker in SECRET_MARKERS)
 
 
+_URL_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
+
+
+def redact_url_credentials(text: str) -> str:
+    """"http://user:pass@host:11434" -> "http://***@host:11434": a password in a URL
+    (OLLAMA_HOST behind a proxy, say) must not reach probe.json or bench.json."""
+    return _URL_CREDENTIALS.sub(REDACTED + "@", text)
+
+
 def env_vars_of_interest(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """The env vars that shape CUDA/torch/HF/Ollama behaviour, secrets replaced by "***"."""
     environ = os.environ if environ is None else environ
@@ -348,7 +357,7 @@ def env_vars_of_interest(environ: Mapping[str, str] | None = None) -> dict[str, 
     try:
         for name in sorted(environ):
             if name in ENV_VARS_OF_INTEREST or name.startswith(ENV_PREFIXES_OF_INTEREST):
-                picked[name] = REDACTED if is_secret_name(name) else str(environ[name])
+                picked[name] = REDACTED if is_secret_name(name) else redact_url_credentials(str(environ[name]))
     except Exception:  # noqa: BLE001
         return picked
     return picked

@@ -23,6 +23,17 @@ class ResultsFileError(Exception):
     """A results file is missing, truncated or of another schema version."""
 
 
+# Top-level fields every reader relies on, with their JSON type, per kind of results file:
+# a file that has the right kind and version but lacks one of these (hand-edited, or cut
+# by another tool) gets a one-line error here instead of a KeyError deep in a reader.
+REQUIRED_FIELDS: dict[str, dict[str, type]] = {
+    "bench": {"status": str, "created_at": str, "config": dict, "environment": dict, "workload": dict,
+              "backends": dict, "measurements": list, "truncation": list, "quality": list,
+              "retrieval": list, "failures": list},
+    "probe": {"created_at": str, "config": dict, "facts": dict, "checks": list, "overall": dict},
+}
+
+
 def to_jsonable(value: Any) -> Any:
     """Dataclasses, enums, numpy scalars/arrays and paths to plain JSON types.
 
@@ -80,8 +91,15 @@ def read_results_json(path: Path, kind: str, schema_version: int) -> dict[str, A
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ResultsFileError(f"{path}: not found; run the {kind} stage first.") from None
+    except IsADirectoryError:
+        raise ResultsFileError(f"{path}: is a directory, not a {kind} results file.") from None
     except OSError as err:
-        raise ResultsFileError(f"{path}: cannot be read ({err.strerror}).") from None
+        raise ResultsFileError(f"{path}: cannot be read ({err.strerror or err}).") from None
+    except UnicodeDecodeError as err:
+        raise ResultsFileError(
+            f"{path}: not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset {err.start}); "
+            f"not a {kind} results file, or a damaged one. Re-run the {kind} stage."
+        ) from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
@@ -97,7 +115,16 @@ def read_results_json(path: Path, kind: str, schema_version: int) -> dict[str, A
             f"{path}: schema version {found}, this tool reads version {schema_version}. "
             f"Re-run the {kind} stage with this version of the tool."
         )
+    for name, expected in REQUIRED_FIELDS.get(kind, {}).items():
+        if not isinstance(data.get(name), expected):
+            what = "missing" if name not in data else f"not a JSON {_JSON_TYPE_NAMES[expected]}"
+            raise ResultsFileError(
+                f"{path}: field {name!r} is {what}; the file is incomplete or damaged. Re-run the {kind} stage."
+            )
     return data
+
+
+_JSON_TYPE_NAMES = {str: "string", dict: "object", list: "array"}
 
 
 def template_environment() -> jinja2.Environment:

@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from probe import __version__
+from probe.facts import redact_url_credentials
 from probe.output import render_markdown, write_json_atomic, write_text_atomic
 from probe.overall import derive_overall, merge_bench_settings
 from probe.registry import Check, ProbeContext, run_checks
@@ -32,7 +33,7 @@ def run_probe(
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         config={
             "model": ctx.model,
-            "ollama_host": ctx.ollama_host,
+            "ollama_host": redact_url_credentials(ctx.ollama_host),
             "ollama_model": ctx.ollama_model,
             "device": ctx.device,
             "quick": ctx.quick,

@@ -83,8 +83,11 @@ def explain_error(err: BaseException, host: str, model: str, timeout_s: float) -
         if err.status_code == 404 and "not found" in text:
             return BackendError(f"model '{model}' is not pulled on {where}: {pull_hint(model)}")
         if any(marker in text.lower() for marker in _OOM_MARKERS):
-            return BackendOutOfMemory(f"Ollama at {where} ran out of memory: {text}")
-        return BackendError(f"Ollama at {where} answered HTTP {err.status_code}: {text}")
+            return BackendOutOfMemory(f"Ollama at {where} ran out of memory: {one_line(text)}")
+        if text.lstrip().lower().startswith(("<!doctype", "<html")):
+            return BackendError(f"{where} answered HTTP {err.status_code} with an HTML page, not as Ollama does: "
+                                "is OLLAMA_HOST / --ollama-host the Ollama server (not a proxy or another service)?")
+        return BackendError(f"Ollama at {where} answered HTTP {err.status_code}: {one_line(text)}")
     if isinstance(err, httpx.TimeoutException):
         return BackendError(
             f"Ollama at {where} did not answer within {timeout_s:g} s ({type(err).__name__}): "
@@ -96,10 +99,22 @@ def explain_error(err: BaseException, host: str, model: str, timeout_s: float) -
         )
     if isinstance(err, httpx.TransportError):  # RemoteProtocolError, ReadError, ...
         return BackendError(
-            f"Ollama at {where} dropped the connection mid-request ({type(err).__name__}: {err}): "
+            f"Ollama at {where} dropped the connection mid-request ({type(err).__name__}: {one_line(str(err))}): "
             "did the server crash or restart? see `docker compose logs ollama`"
         )
+    if isinstance(err, ValueError):  # a 200 whose body is not Ollama's JSON (JSONDecodeError, pydantic)
+        return BackendError(
+            f"{where} sent an answer the ollama client cannot read ({type(err).__name__}: {one_line(str(err))}): "
+            "is OLLAMA_HOST / --ollama-host the Ollama server?"
+        )
     return None
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    """The first line of a server's error text, cut to a readable length."""
+    lines = text.strip().splitlines()
+    first = lines[0].strip() if lines else ""
+    return first if len(first) <= limit and len(lines) <= 1 else first[:limit] + " ..."
 
 
 def offload_state(size: int | None, size_vram: int | None) -> str | None:
