@@ -66,7 +66,12 @@ def run(profile, backends, texts_file, beir_dir, results_dir, ollama_host, timeo
 
 
 def run_with_signals(config, console, reporter_cls):
-    """Run the bench; SIGTERM (docker compose stop) is handled like Ctrl-C: save partial, exit 130."""
+    """Run the bench; SIGTERM (docker compose stop) is handled like Ctrl-C: save partial, exit 130.
+
+    Every way out is one message, never a traceback: domain errors and OS errors (an
+    unwritable --results folder, say) as one line and exit 1; anything unexpected as one
+    line pointing at the traceback, which goes to RESULTS/bench-error.log.
+    """
     from bench.beir import BeirError
     from bench.config import ConfigError
     from bench.runner import run_bench
@@ -81,13 +86,64 @@ def run_with_signals(config, console, reporter_cls):
         with reporter_cls(console) as reporter:
             return asyncio.run(run_bench(config, reporter))
     except KeyboardInterrupt:
-        console.print(f"[yellow]interrupted[/]: results so far are in {config.results_dir / 'bench.json'} "
-                      "(status partial); continue with --resume")
+        console.print(f"[yellow]interrupted[/]: {_kept(config.results_dir)}")
         sys.exit(EXIT_INTERRUPTED)
     except (ConfigError, WorkloadError, BeirError, ResultsFileError) as err:
         raise click.ClickException(str(err)) from None
+    except OSError as err:
+        raise click.ClickException(_os_error_line(err, config.results_dir)) from None
+    except Exception as err:  # noqa: BLE001 - a bug must still end in one line, with what was measured kept
+        log = _write_traceback(config.results_dir)
+        where = f"traceback in {log}" if log else "no traceback file could be written"
+        raise click.ClickException(
+            f"unexpected {type(err).__name__}: {_first_line(err)} ({where}; please report it). "
+            f"{_kept(config.results_dir)}"
+        ) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+ERROR_LOG = "bench-error.log"
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else "(no message)"
+
+
+def _kept(results_dir: Path) -> str:
+    """What an interrupted or failed run left behind, as bench.json itself says."""
+    from bench.results import BENCH_SCHEMA_VERSION
+    from probe.output import ResultsFileError, read_results_json
+
+    path = results_dir / "bench.json"
+    try:
+        status = read_results_json(path, "bench", BENCH_SCHEMA_VERSION)["status"]
+    except ResultsFileError:
+        return "stopped before anything was written; nothing to resume."
+    if status == "partial":
+        return f"results so far are in {path} (status partial); continue with --resume."
+    return f"{path} was not changed (status {status})."
+
+
+def _os_error_line(err: OSError, results_dir: Path) -> str:
+    name = Path(err.filename) if err.filename else None
+    reason = err.strerror or str(err)
+    if name is not None and (name == results_dir or results_dir in name.parents or name in results_dir.parents):
+        return f"cannot write results to {results_dir} ({reason}: {name}); pass --results to a writable folder."
+    return f"{name}: {reason}" if name is not None else reason
+
+
+def _write_traceback(results_dir: Path) -> Path | None:
+    import traceback
+
+    path = results_dir / ERROR_LOG
+    try:
+        results_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(traceback.format_exc(), encoding="utf-8")
+    except OSError:
+        return None
+    return path
 
 
 @main.command()
@@ -103,6 +159,9 @@ def verdict(results_dir: Path, no_plots: bool) -> None:
         decision, written = render_verdict(results_dir, with_plots=not no_plots)
     except ResultsFileError as err:
         raise click.ClickException(str(err)) from None
+    except OSError as err:
+        raise click.ClickException(f"cannot write the verdict to {results_dir} ({err.strerror or err}: "
+                                   f"{err.filename}); pass --results to a writable folder.") from None
     click.echo(f"Decision: {decision.outcome.value}")
     for reason in decision.reasons:
         click.echo(f"  - {reason}")
@@ -142,6 +201,8 @@ def attach_command(ticket, results_dir, set_status, dry_run) -> None:
                              status_line(decision) if set_status else None, write=not dry_run)
     except (AttachError, ResultsFileError) as err:
         raise click.ClickException(str(err)) from None
+    except OSError as err:
+        raise click.ClickException(f"cannot write {err.filename or ticket} ({err.strerror or err}).") from None
 
     for item in result.ticked:
         console.print(f"ticked    line {item.line}: {item.text}", markup=False)
@@ -189,3 +250,77 @@ def compare(run_a: Path, run_b: Path) -> None:
                       f"[{style}]{ratio:.2f}×[/]" if ratio is not None and style else
                       (f"{ratio:.2f}×" if ratio is not None else "not measured"))
     Console().print(table)
+
+
+@main.command("perf")
+@click.option("--profile", type=click.Choice(sorted(PROFILES)), default="smoke", show_default=True,
+              help="Whose model and generated texts to use.")
+@click.option("--backend", "backend_name", default=None, metavar="NAME",
+              help="Native backend to measure (default: the profile's first native one).")
+@click.option("--per-set", type=int, default=64, show_default=True, help="Texts taken from each text set.")
+@click.option("--batch-size", type=int, default=None, help="Texts per call (default: the profile's largest).")
+@click.option("--rounds", type=int, default=10, show_default=True, help="Timed passes of each, alternating.")
+@click.option("--device", help="Device (default: cuda when available, else cpu).")
+@click.option("--results", "results_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("results"), show_default=True,
+              help="Folder whose probe.json (if any) gives the measured matmul peak for the roofline.")
+def perf_command(profile, backend_name, per_set, batch_size, rounds, device, results_dir) -> None:
+    """Harness overhead (bench native backend vs a bare model.encode loop, alternating) and the roofline.
+
+    A benchmark, not a test: it prints median(harness)/median(bare) with a bootstrap 95% interval.
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from bench.backends import BACKENDS
+    from bench.backends.base import BackendError, BackendSettings
+    from bench.config import ConfigError, resolve_model
+    from bench.perf import perf_texts, run_perf
+    from bench.roofline import read_model_config
+    from bench.workload import WorkloadError, prepare_workload
+    from probe.output import ResultsFileError, read_results_json
+    from probe.result import PROBE_SCHEMA_VERSION
+    from probe.view import format_value
+
+    chosen = PROFILES[profile]
+    name = backend_name or next((b for b in chosen.backends if b.startswith("native")), None)
+    if name not in BACKENDS:
+        raise click.UsageError(f"unknown backend {name!r}; known: {', '.join(BACKENDS)}")
+    try:
+        model = resolve_model(chosen.model)
+        texts = perf_texts(prepare_workload(model, chosen, None).sets, per_set)
+    except (ConfigError, WorkloadError) as err:
+        raise click.ClickException(str(err)) from None
+    try:
+        probe = read_results_json(results_dir / "probe.json", "probe", PROBE_SCHEMA_VERSION)
+    except ResultsFileError:
+        probe = None
+    backend = BACKENDS[name](BackendSettings(model=model, device=device))
+    try:
+        result = asyncio.run(run_perf(backend, texts, batch_size=batch_size or max(chosen.batch_sizes),
+                                      rounds=rounds, model_config=read_model_config(model), probe=probe))
+    except (BackendError, ValueError, RuntimeError) as err:
+        raise click.ClickException(str(err)) from None
+
+    console = Console()
+    r = result.ratio
+    console.print(f"{result.backend} on {result.device} ({result.dtype}): {result.texts} texts, "
+                  f"{result.tokens} tokens, batch size {result.batch_size}, {result.rounds} rounds, {result.order}")
+    console.print(f"bare model.encode pass: median {r.treatment_median * 1e3:.1f} ms; "
+                  f"bench harness pass: median {r.control_median * 1e3:.1f} ms")
+    console.print(f"harness / bare = {r.ratio:.4f} (95% CI {r.ci95_low:.4f}–{r.ci95_high:.4f}, "
+                  f"n={r.n_control} each; overhead {100 * (r.ratio - 1):+.2f}%)")
+    table = Table(title="Roofline (useful forward FLOPs at real token counts / median pass wall)")
+    for column in ("path", "tokens", "useful TFLOP", "wall s", "TFLOP/s", "peak dtype", "MFU (measured)",
+                   "MFU (datasheet)"):
+        table.add_column(column)
+    for row in result.roofline:
+        table.add_row(row.backend, str(row.tokens), format_value(row.useful_tflop), format_value(row.wall_s),
+                      format_value(row.achieved_tflops), row.peak_key, _percent(row.mfu_measured),
+                      _percent(row.mfu_datasheet))
+    console.print(table)
+    console.print(result.roofline_note)
+
+
+def _percent(fraction: float | None) -> str:
+    return "not available" if fraction is None else f"{100 * fraction:.3g}%"

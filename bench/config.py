@@ -27,6 +27,12 @@ class Profile:
     concurrency_requests: int  # requests per level
     quality_pairs: int  # text pairs sampled for the Spearman correlation
     neighbours_k: int = 10
+    # Throughput passes with batches cut by padded tokens (bench/batching.py), not by count;
+    # recorded as scenario "throughput" with params {"token_budget": N}. Every backend runs them.
+    token_budgets: tuple[int, ...] = ()
+    # True: the batch-size sweep also runs each batch size over the texts sorted longest first
+    # (params {"batch_size": N, "order": "length"}), next to the input-order pass.
+    length_sorted_sweep: bool = False
     seed: int = 73
 
 
@@ -45,6 +51,7 @@ PROFILES: dict[str, Profile] = {
         concurrency_levels=(1, 4, 16),
         concurrency_requests=200,
         quality_pairs=5000,
+        token_budgets=(16384, 65536),
     ),
     "smoke": Profile(
         name="smoke",
@@ -60,6 +67,7 @@ PROFILES: dict[str, Profile] = {
         concurrency_levels=(1, 4, 16),
         concurrency_requests=32,
         quality_pairs=300,
+        token_budgets=(4096,),
     ),
 }
 

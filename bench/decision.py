@@ -29,7 +29,7 @@ class SpeedComparison:
     """Native vs Ollama on one text set and one metric; ratio > 1 means native is faster."""
 
     text_set: str
-    metric: str  # "throughput (best batch size)" | "single-text latency p50"
+    metric: str  # "throughput (best setting)" | "single-text latency p50"
     ratio: float
     ci95_low: float | None
     ci95_high: float | None

@@ -52,8 +52,13 @@ def latency_plot(bench: dict[str, Any], path: Path) -> bool:
     return _save(plt, fig, path)
 
 
+def _by_batch_size(points):
+    """The input-order batch-size sweep (token-budget and length-sorted passes are in the table)."""
+    return [p for p in points if p.batch_size is not None and p.order is None]
+
+
 def throughput_plot(bench: dict[str, Any], path: Path) -> bool:
-    figures = [f for f in all_figures(bench) if any(p.texts_per_s for p in f.throughput)]
+    figures = [f for f in all_figures(bench) if any(p.texts_per_s for p in _by_batch_size(f.throughput))]
     if not figures:
         return False
     plt = _pyplot()
@@ -61,10 +66,10 @@ def throughput_plot(bench: dict[str, Any], path: Path) -> bool:
     fig, axes = plt.subplots(1, len(sets), figsize=(4.5 * len(sets), 4), squeeze=False)
     for ax, text_set in zip(axes[0], sets):
         for f in (f for f in figures if f.text_set == text_set):
-            points = [p for p in f.throughput if p.texts_per_s]
+            points = [p for p in _by_batch_size(f.throughput) if p.texts_per_s]
             ax.plot([p.batch_size for p in points], [p.texts_per_s for p in points], marker="o", label=f.backend)
         ax.set_xscale("log", base=2)
-        ax.set_xticks(sorted({p.batch_size for f in figures for p in f.throughput}))
+        ax.set_xticks(sorted({p.batch_size for f in figures for p in _by_batch_size(f.throughput)}))
         ax.xaxis.set_major_formatter(_plain_numbers())
         ax.set_title(f"throughput: {text_set}")
         ax.set_xlabel("batch size")

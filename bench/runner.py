@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from bench import __version__
-from bench.backends import BACKENDS
+from bench.backends import BACKENDS, PROBE_GATES, ProbeGate
 from bench.backends.base import BackendError, BackendOutOfMemory, BackendSettings, EmbeddingBackend
 from bench.config import BenchConfig, resolve_model
 from bench.results import (
@@ -152,8 +152,12 @@ def save_vectors(results_dir: Path, backend: str, text_set: str, vectors: np.nda
     path = vectors_path(results_dir, backend, text_set)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npy")
-    np.save(tmp, vectors)
-    tmp.replace(path)
+    try:
+        np.save(tmp, vectors)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def load_vectors(results_dir: Path, backend: str, text_set: str) -> np.ndarray | None:
@@ -180,12 +184,24 @@ def truncation_record(backend: EmbeddingBackend, description: dict[str, Any], te
 
 
 async def measure_backend(backend: EmbeddingBackend, config: BenchConfig, text_sets, state: RunState,
-                          results_dir: Path, reporter: Reporter) -> None:
-    """Load, run each scenario on each text set, record memory, unload. Saves after each step."""
+                          results_dir: Path, reporter: Reporter,
+                          probe_checks: dict[str, dict[str, Any]] | None = None) -> None:
+    """Load, run each scenario on each text set, record memory, unload. Saves after each step.
+
+    A backend whose probe gate (bench.backends.PROBE_GATES) the probe's checks rule out is
+    not loaded: the skip is recorded as its error and as a Failure carrying the probe's reason.
+    """
     from bench import scenarios
 
     profile = config.profile
     record = state.backends.get(backend.name)
+    vetoed = gate_reason(PROBE_GATES.get(backend.name), probe_checks)
+    if vetoed:
+        state.backends[backend.name] = BackendRecord(backend.name, backend.describe(), None, (), vetoed)
+        state.failures.append(Failure(backend.name, None, "probe gate", vetoed))
+        reporter.note(f"[yellow]{backend.name}[/]: skipped: {vetoed}")
+        save(state, results_dir)
+        return
     try:
         load = await backend.load()
     except BackendError as err:
@@ -237,49 +253,114 @@ async def measure_backend(backend: EmbeddingBackend, config: BenchConfig, text_s
         state.backends[backend.name] = dataclasses.replace(
             state.backends[backend.name], memory=tuple(to_jsonable(m) for m in await backend.memory())
         )
+    except BackendError as err:  # broke beyond a single call (e.g. the server is gone): record, go on
+        state.failures.append(Failure(backend.name, None, "run", f"stopped mid-run: {err}"))
+        reporter.note(f"[red]{backend.name}[/]: stopped mid-run: {err}")
     finally:
         try:
             await backend.unload()
         except BackendError as err:
             reporter.note(f"{backend.name}: unload failed: {err}")
+        record_call_failures(state, backend.name)
         save(state, results_dir)
+
+
+def record_call_failures(state: RunState, name: str) -> None:
+    """Failed calls, per measurement, as failures; any of them marks the backend incomplete.
+
+    The samples already count them; this makes them visible in the failures list and keeps
+    the verdict from comparing a backend whose figures cover only the calls that worked.
+    """
+    failed_calls = total_calls = 0
+    first_error = None
+    for m in state.measurements:
+        if m.backend != name:
+            continue
+        bad = [s for s in m.samples if not s.ok]
+        total_calls += len(m.samples)
+        if not bad:
+            continue
+        failed_calls += len(bad)
+        first_error = first_error or bad[0].error
+        failure = Failure(name, m.text_set, f"{m.scenario} {_fmt(m.params)}",
+                          f"{len(bad)} of {len(m.samples)} calls failed: {bad[0].error}")
+        if failure not in state.failures:
+            state.failures.append(failure)
+    stopped = next((f.error for f in state.failures if f.backend == name and f.scenario == "run"), None)
+    record = state.backends.get(name)
+    if record is None or record.error is not None or not (failed_calls or stopped):
+        return
+    parts = [f"{failed_calls} of {total_calls} calls failed (first: {first_error})"] if failed_calls else []
+    parts += [stopped] if stopped else []
+    state.backends[name] = dataclasses.replace(record, error="incomplete: " + "; ".join(parts))
 
 
 def _fmt(params: dict[str, Any]) -> str:
     return " ".join(f"{k}={v}" for k, v in params.items())
 
 
-async def throughput_sweep(backend, description, ts, texts, tokens, config, state, results_dir, reporter, skip):
-    """Whole-set passes at each batch size; halves a batch size that runs out of memory.
+def sweep_plan(profile) -> list[dict[str, Any]]:
+    """The throughput passes to run, as their params: batch sizes (input order, then
+    length-sorted when the profile asks), then token budgets. The same for every backend."""
+    plan: list[dict[str, Any]] = [{"batch_size": b} for b in profile.batch_sizes]
+    if profile.length_sorted_sweep:
+        plan += [{"batch_size": b, "order": "length"} for b in profile.batch_sizes]
+    plan += [{"token_budget": t} for t in profile.token_budgets]
+    return plan
 
-    The batch-size-1 pass also gives per-text token counts (truncation) and the vectors
-    used for quality; where no such pass exists the first complete pass gives the vectors.
+
+def _halved(params: dict[str, Any]) -> dict[str, Any] | None:
+    """The same pass at half the batch size or token budget; None below 1."""
+    key = "token_budget" if "token_budget" in params else "batch_size"
+    smaller = params[key] // 2
+    return {**params, key: smaller} if smaller >= 1 else None
+
+
+async def throughput_sweep(backend, description, ts, texts, tokens, config, state, results_dir, reporter, skip):
+    """Whole-set passes for each entry of sweep_plan; halves a batch size or token budget that
+    runs out of memory.
+
+    The input-order batch-size-1 pass also gives per-text token counts (truncation) and the
+    vectors used for quality; where no such pass exists the first complete pass gives the vectors.
+    Token-budget passes plan their batches from the token counts capped at the backend's max
+    tokens (what it actually runs), the same counts analysis uses to know each batch's size.
     """
     from bench import scenarios
+    from bench.batching import capped_counts
 
-    pending = list(config.profile.batch_sizes)
+    pending = sweep_plan(config.profile)
+    planned = [dict(p) for p in pending]
+    capped = capped_counts(tokens, description.get("max_tokens"))
     have_vectors = load_vectors(results_dir, backend.name, ts.name) is not None
     while pending:
-        batch_size = pending.pop(0)
-        if skip("throughput", ts.name, batch_size=batch_size):
+        params = pending.pop(0)
+        if skip("throughput", ts.name, **params):
             continue
+        label = _fmt(params)
         try:
-            with reporter.task(f"{backend.name} · {ts.name} · throughput batch_size={batch_size}", len(texts)) as adv:
-                result = await scenarios.throughput_pass(backend, ts.name, texts, tokens, batch_size, adv)
+            with reporter.task(f"{backend.name} · {ts.name} · throughput {label}", len(texts)) as adv:
+                if "token_budget" in params:
+                    result = await scenarios.token_budget_pass(backend, ts.name, texts, capped,
+                                                               params["token_budget"], adv)
+                else:
+                    result = await scenarios.throughput_pass(backend, ts.name, texts, tokens, params["batch_size"],
+                                                             adv, length_sorted=params.get("order") == "length")
         except BackendOutOfMemory as err:
-            smaller = batch_size // 2
-            message = f"batch_size={batch_size} did not fit in device memory ({err})"
+            smaller = _halved(params)
+            message = f"{label} did not fit in device memory ({err})"
             state.failures.append(Failure(backend.name, ts.name, "throughput", message))
-            if smaller >= 1 and smaller not in config.profile.batch_sizes and smaller not in pending:
+            if smaller is not None and smaller not in planned:
                 pending.insert(0, smaller)
-                reporter.note(f"{backend.name}: {message}; retrying with batch_size={smaller}")
+                planned.append(smaller)
+                reporter.note(f"{backend.name}: {message}; retrying with {_fmt(smaller)}")
             save(state, results_dir)
             continue
         state.measurements.append(result.measurement)
-        if result.vectors is not None and (batch_size == 1 or not have_vectors):
+        first_pass = params == {"batch_size": 1}
+        if result.vectors is not None and (first_pass or not have_vectors):
             save_vectors(results_dir, backend.name, ts.name, result.vectors)
             have_vectors = True
-        if batch_size == 1:
+        if first_pass:
             state.truncation = [t for t in state.truncation
                                 if (t.backend, t.text_set) != (backend.name, ts.name)]
             state.truncation.append(truncation_record(backend, description, ts.name, tokens,
@@ -296,6 +377,14 @@ def compare_quality(state: RunState, results_dir: Path, backend_names: Sequence[
     for ts in text_sets:
         available = [(n, load_vectors(results_dir, n, ts.name)) for n in backend_names]
         available = [(n, v) for n, v in available if v is not None]
+        for name, vectors in available:
+            rows = quality.nonfinite_rows(vectors)
+            if rows:
+                shown = ", ".join(map(str, rows[:10])) + (", ..." if len(rows) > 10 else "")
+                failure = Failure(name, ts.name, "vectors",
+                                  f"{len(rows)} of {len(vectors)} vectors contain NaN or inf (text index {shown})")
+                if failure not in state.failures:
+                    state.failures.append(failure)
         for (control, a), (treatment, b) in itertools.combinations(available, 2):
             cosines = quality.paired_cosine(a, b)
             n = len(ts.texts)
@@ -372,8 +461,54 @@ def read_probe(results_dir: Path) -> tuple[dict[str, Any], dict[str, Any], str |
     return facts, data.get("bench_settings", {}), None
 
 
+def read_probe_checks(results_dir: Path) -> dict[str, dict[str, Any]] | None:
+    """probe.json's checks by name; None when there is no readable probe.json."""
+    from probe.result import PROBE_SCHEMA_VERSION
+
+    try:
+        data = read_results_json(results_dir / "probe.json", "probe", PROBE_SCHEMA_VERSION)
+    except ResultsFileError:
+        return None
+    return {c["name"]: c for c in data.get("checks", []) if "name" in c}
+
+
+def gate_reason(gate: ProbeGate | None, checks: dict[str, dict[str, Any]] | None) -> str | None:
+    """Why the probe rules this backend out, or None to run it. Pure.
+
+    half_dtype: ruled out when the probe's sentence_transformers check found NaN/inf in that
+    dtype's embeddings, or its min cosine to fp32 below the check's own bound. Without a
+    probe, or when the probe did not run that dtype, the backend runs (the bench measures it).
+    needs_compile: ruled out unless the probe's triton check passed (Triton and torch.compile
+    ran and matched); without a probe there is no such evidence, so it is ruled out too.
+    """
+    if gate is None:
+        return None
+    if gate.needs_compile:
+        triton = (checks or {}).get("triton")
+        if triton is None:
+            return "needs the probe's Triton / torch.compile check to pass; no probe result (run the probe first)"
+        if triton.get("status") != "pass":
+            return f"probe check triton is {triton.get('status')}: {triton.get('reason', '')}"
+    if gate.half_dtype:
+        st = (checks or {}).get("sentence_transformers") or {}
+        figures = st.get("figures") or {}
+        run = (figures.get("dtypes") or {}).get(gate.half_dtype) or {}
+        cosine = (figures.get("half_vs_fp32_cosine") or {}).get(gate.half_dtype) or {}
+        bound = figures.get("cosine_warn_below")
+        if run.get("finite") is False:
+            return f"probe: NaN/inf in the {gate.half_dtype} embeddings ({st.get('reason', '')})"
+        low = cosine.get("min")
+        if isinstance(low, (int, float)) and isinstance(bound, (int, float)) and low < bound:
+            return (f"probe: {gate.half_dtype} min cosine {low:.4f} vs fp32 is below {bound} "
+                    f"({st.get('reason', '')})")
+    return None
+
+
 def config_payload(config: BenchConfig, model: str) -> dict[str, Any]:
+    from probe.facts import redact_url_credentials
+
     payload = to_jsonable(config)
+    payload["ollama_host"] = redact_url_credentials(config.ollama_host)
     payload["resolved_model"] = model
     return payload
 
@@ -393,6 +528,14 @@ async def run_bench(config: BenchConfig, reporter: Reporter | None = None) -> Ru
     if probe_note:
         reporter.note(probe_note)
     workload = prepare_workload(model, config.profile, config.texts_file)
+    for ts in workload.sets:
+        if ts.target_tokens is None:
+            reporter.note(f"texts: {ts.source}")
+    beir = None
+    if config.beir_dir is not None:  # read before bench.json is touched: bad data must not cost a results file
+        from bench.beir import load_beir
+
+        beir = load_beir(config.beir_dir)
     digest = workload_digest({ts.name: ts.texts for ts in workload.sets})
     workload_payload = {**to_jsonable(workload), "digest": digest}
     payload = config_payload(config, model)
@@ -402,14 +545,13 @@ async def run_bench(config: BenchConfig, reporter: Reporter | None = None) -> Ru
         environment = {"probe": facts, "probe_note": probe_note, "libraries": library_versions(),
                        "attention_settings": probe_settings}
         state = RunState(config=payload, environment=environment, workload=workload_payload)
+    if not state.environment.get("model_config"):
+        from bench.roofline import read_model_config
+
+        state.environment["model_config"] = read_model_config(model)  # the roofline reads it, not the model
     state.status = "running"
     save(state, results_dir)  # the resolved config is on disk before anything is measured
-
-    beir = None
-    if config.beir_dir is not None:
-        from bench.beir import load_beir
-
-        beir = load_beir(config.beir_dir)
+    probe_checks = read_probe_checks(results_dir)
 
     settings = BackendSettings(
         model=model,
@@ -423,7 +565,7 @@ async def run_bench(config: BenchConfig, reporter: Reporter | None = None) -> Ru
     try:
         for name in config.backends:
             backend = BACKENDS[name](settings)
-            await measure_backend(backend, config, workload.sets, state, results_dir, reporter)
+            await measure_backend(backend, config, workload.sets, state, results_dir, reporter, probe_checks)
             if beir is not None and state.backends[name].error is None:
                 await retrieval_for(backend, beir, str(config.beir_dir), state, reporter)
                 save(state, results_dir)

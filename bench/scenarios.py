@@ -12,10 +12,12 @@ import asyncio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from bench.backends.base import BackendError, BackendOutOfMemory, EmbeddingBackend, EmbedResponse
+from bench.batching import length_sorted_order, token_budget_batches
 from bench.results import Measurement
 from bench.stats import Sample
 
@@ -112,27 +114,63 @@ class SweepPass:
 
 
 async def throughput_pass(backend, text_set: str, texts: Sequence[str], token_counts: Sequence[int],
-                          batch_size: int, advance: Advance = _no_progress) -> SweepPass:
+                          batch_size: int, advance: Advance = _no_progress,
+                          length_sorted: bool = False) -> SweepPass:
     """Embed the whole set in batches of `batch_size`; one sample per batch, wall for the set.
 
+    Batches are cut in input order, as an application sending its texts as they come would;
+    with `length_sorted` they are cut from the texts sorted longest first (less padding per
+    batch; params gain {"order": "length"}). Vectors come back in input order either way.
     Raises BackendOutOfMemory so the caller can halve the batch size.
     """
+    order = length_sorted_order(token_counts) if length_sorted else list(range(len(texts)))
+    batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    params: dict[str, Any] = {"batch_size": batch_size, **({"order": "length"} if length_sorted else {})}
+    return await _batched_pass(backend, text_set, texts, token_counts, batches, params, batch_size, advance)
+
+
+async def token_budget_pass(backend, text_set: str, texts: Sequence[str], token_counts: Sequence[int],
+                            max_tokens: int, advance: Advance = _no_progress) -> SweepPass:
+    """Embed the whole set in batches of at most `max_tokens` padded tokens (longest first).
+
+    `token_counts` should be what the backend runs (capped at its max tokens, see
+    batching.capped_counts): the plan is `token_budget_batches(token_counts, max_tokens)`,
+    which analysis recomputes from the same counts to know each batch's size. Recorded as
+    scenario "throughput" with params {"token_budget": max_tokens}.
+    Raises BackendOutOfMemory so the caller can halve the budget.
+    """
+    batches = token_budget_batches(token_counts, max_tokens)
+    sizes = [len(b) for b in batches]
+    note = (f"token budget {max_tokens}: {len(batches)} batches of {min(sizes, default=0)}–{max(sizes, default=0)} "
+            "texts, longest first; a text over the budget runs alone")
+    mean_batch = max(1, round(len(texts) / max(1, len(batches))))
+    return await _batched_pass(backend, text_set, texts, token_counts, batches, {"token_budget": max_tokens},
+                               mean_batch, advance, notes=(note,))
+
+
+async def _batched_pass(backend, text_set, texts, token_counts, batches: list[list[int]], params: dict[str, Any],
+                        items_per_sample: int, advance: Advance, notes: Sequence[str] = ()) -> SweepPass:
+    """Run `batches` (index lists) in order, one timed call each; vectors reassembled in input order."""
     started = time.perf_counter()
-    calls, vectors, reported = [], [], []
-    for start in range(0, len(texts), batch_size):
-        chunk = texts[start : start + batch_size]
+    calls, parts, reported = [], [], []
+    for batch in batches:
+        chunk = [texts[i] for i in batch]
         call = await timed_embed(backend, chunk, raise_oom=True)
         calls.append(call)
         reported.append(call.response.prompt_tokens if call.response else None)
-        vectors.append(call.response.vectors if call.response else None)
+        parts.append(call.response.vectors if call.response else None)
         advance(len(chunk))
     wall_s = time.perf_counter() - started
-    complete = all(v is not None for v in vectors)
+    vectors = None
+    if parts and all(v is not None for v in parts):
+        stacked = np.concatenate(parts)
+        vectors = np.empty_like(stacked)
+        vectors[np.concatenate([np.asarray(b, dtype=np.int64) for b in batches])] = stacked
     measurement = _measurement(
-        backend, text_set, "throughput", {"batch_size": batch_size}, calls, batch_size,
-        float(sum(token_counts)) / max(1, len(calls)), wall_s,
+        backend, text_set, "throughput", params, calls, items_per_sample,
+        float(sum(token_counts)) / max(1, len(calls)), wall_s, notes,
     )
-    return SweepPass(measurement, np.concatenate(vectors) if complete and vectors else None, tuple(reported))
+    return SweepPass(measurement, vectors, tuple(reported))
 
 
 async def concurrent_callers(backend, text_set: str, texts: Sequence[str], token_counts: Sequence[int],

@@ -13,7 +13,7 @@ def print_summary(console: Console, state) -> None:
     payload = state.payload()
     table = Table(title=f"Bench summary ({payload['status']})")
     for column in ("backend", "set", "single p50 ms (n)", "single p95 ms", "batch ms (n)",
-                   "best texts/s (batch)", "16 callers req/s"):
+                   "best texts/s (setting)", "16 callers req/s"):
         table.add_column(column)
     for f in all_figures(payload):
         best = f.best_throughput
@@ -23,7 +23,7 @@ def print_summary(console: Console, state) -> None:
             f"{format_value(f.single_ms.p50)} ({f.single_ms.count})" if f.single_ms else "not measured",
             format_value(f.single_ms.p95) if f.single_ms else "",
             f"{format_value(f.batch_ms.p50)} ({f.batch_ms.count})" if f.batch_ms else "not measured",
-            f"{format_value(best.texts_per_s)} ({best.batch_size})" if best else "not measured",
+            f"{format_value(best.texts_per_s)} ({best.label})" if best else "not measured",
             format_value(c16.requests_per_s) if c16 else "not measured",
         )
     console.print(table)

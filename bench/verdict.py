@@ -91,9 +91,9 @@ def speed_comparisons(bench: dict[str, Any], control: str, treatment: str) -> li
         if cb and tb:
             spread = _ratio_ci(tb.per_batch_rates, cb.per_batch_rates)
             out.append(SpeedComparison(
-                text_set, "throughput (best batch size)", tb.texts_per_s / cb.texts_per_s, *spread,
+                text_set, "throughput (best setting)", tb.texts_per_s / cb.texts_per_s, *spread,
                 f"{format_value(tb.texts_per_s)} vs {format_value(cb.texts_per_s)} texts/s "
-                f"(batch {tb.batch_size} vs {cb.batch_size})"))
+                f"({tb.label} vs {cb.label})"))
         if c.single_samples_ms and t.single_samples_ms:
             r = ratio_with_spread(c.single_samples_ms, t.single_samples_ms)
             out.append(SpeedComparison(
@@ -219,6 +219,8 @@ class VerdictContext:
     load: Table
     memory: Table
     overhead: Table
+    roofline: Table
+    roofline_notes: tuple[str, ...]
     quality: Table
     retrieval: Table
     truncation: Table
@@ -249,7 +251,7 @@ def performance_tables(bench: dict[str, Any]) -> dict[str, Table]:
         best = f.best_throughput
         for p in f.throughput:
             spread = p.per_batch_texts_per_s
-            throughput.append((f.backend, f.text_set, p.batch_size, p.texts, p.texts_per_s, p.tokens_per_s,
+            throughput.append((f.backend, f.text_set, p.label, p.texts, p.texts_per_s, p.tokens_per_s,
                                f"{format_value(spread.min)}–{format_value(spread.max)} (n={spread.count})",
                                p.failures, "best" if best is p else ""))
     concurrency = [(f.backend, f.text_set, c.callers, c.requests, c.latency_ms.failures, c.requests_per_s,
@@ -259,7 +261,7 @@ def performance_tables(bench: dict[str, Any]) -> dict[str, Table]:
     return {
         "single": _table("Single-text latency (ms)", ("backend", "set", "n", "failed", "p50", "p95", "p99", "mean", "stdev"), single),
         "batch": _table("Batch latency (ms per call)", ("backend", "set", "batch", "n", "failed", "p50", "min", "max"), batch),
-        "throughput": _table("Throughput over the whole set", ("backend", "set", "batch size", "texts", "texts/s", "tokens/s",
+        "throughput": _table("Throughput over the whole set", ("backend", "set", "setting", "texts", "texts/s", "tokens/s",
                                                                "per-batch texts/s min–max", "failed batches", ""), throughput),
         "concurrency": _table("Concurrent async callers", ("backend", "set", "callers", "requests", "failed", "req/s",
                                                            "p50 ms", "p95 ms"), concurrency),
@@ -308,6 +310,51 @@ def quality_tables(bench: dict[str, Any]) -> dict[str, Table]:
                              ("backend", "set", "texts", "max tokens in set", "limit", "limit source",
                               "texts with a reported count", "texts cut"), truncation),
     }
+
+
+def roofline_tables(probe: dict[str, Any] | None, bench: dict[str, Any]) -> dict[str, Any]:
+    """Useful TFLOP/s and MFU per backend and set (bench/roofline.py), with the notes behind them."""
+    from bench.roofline import ModelShape, datasheet_peak, roofline_rows
+
+    rows = roofline_rows(bench, probe)
+    table = [(r.backend, r.text_set, r.setting, r.tokens, r.useful_tflop, r.wall_s, r.achieved_tflops, r.peak_key,
+              r.measured_peak_tflops, _percent(r.mfu_measured), r.datasheet_peak_tflops, _percent(r.mfu_datasheet))
+             for r in rows]
+    config = bench["environment"].get("model_config") or {}
+    shape = ModelShape.from_config(config)
+    device = ((probe or {}).get("facts") or {}).get("device_name")
+    sheet = datasheet_peak(device)
+    notes = []
+    if shape is None:
+        notes.append("no model config recorded in bench.json "
+                     f"({config.get('error', 'run before the roofline existed')}): no roofline")
+    else:
+        notes.append(f"model: {shape.layers} layers, hidden {shape.hidden}, intermediate {shape.intermediate}, "
+                     f"{shape.heads} heads, vocabulary {shape.vocab} (the model config recorded in bench.json)")
+    notes.append("measured peak: " + (_peaks_text(probe) or "not measured (no probe kernels check with matmul rates)"))
+    notes.append(f"datasheet peak (dense BF16) for {device or 'no GPU'}: "
+                 + (f"{format_value(sheet.tflops)} TFLOP/s ({sheet.source})" if sheet and sheet.tflops
+                    else (sheet.source if sheet else "not in the table")))
+    notes.extend(sorted({f"{r.backend}: {r.note}" for r in rows if r.note}))
+    return {
+        "roofline": _table("Roofline at the best throughput setting",
+                           ("backend", "set", "setting", "useful tokens", "useful TFLOP", "wall s", "TFLOP/s",
+                            "peak dtype", "measured peak TFLOP/s", "MFU (measured)", "datasheet TFLOP/s",
+                            "MFU (datasheet)"), table),
+        "roofline_notes": tuple(notes),
+    }
+
+
+def _percent(fraction: float | None) -> str:
+    return "not available" if fraction is None else f"{100 * fraction:.3g}%"
+
+
+def _peaks_text(probe: dict[str, Any] | None) -> str:
+    from bench.roofline import measured_peaks
+
+    peaks = measured_peaks(probe)
+    return ", ".join(f"{k} {format_value(v)}" for k, v in sorted(peaks.items())) + (" TFLOP/s (probe matmul, best)"
+                                                                                     if peaks else "")
 
 
 def environment_table(probe: dict[str, Any] | None, bench: dict[str, Any], control: str | None,
@@ -479,7 +526,7 @@ def build_context(probe: dict[str, Any] | None, bench: dict[str, Any],
         treatment=treatment,
         thresholds=(
             ("migration", f"native ≥ {MIGRATION_SPEEDUP}× faster in every text set, on throughput at each "
-                          "side's best batch size and on single-text latency p50"),
+                          "side's best setting (batch size or token budget) and on single-text latency p50"),
             ("similar", f"slowest-case speed ratio < {SIMILAR_BELOW}×"),
             ("quality", f"per-text cosine mean ≥ {COSINE_MEAN_MIN} and p1 ≥ {COSINE_P1_MIN}; "
                         f"top-10 neighbour agreement ≥ {NEIGHBOUR_AGREEMENT_MIN}"),
@@ -497,6 +544,7 @@ def build_context(probe: dict[str, Any] | None, bench: dict[str, Any],
         probe_checks=probe_table(probe),
         workarounds=tuple((probe or {}).get("overall", {}).get("workarounds", ())),
         **performance_tables(bench),
+        **roofline_tables(probe, bench),
         **backend_tables(bench),
         **quality_tables(bench),
         failures=_table("Failures recorded", ("backend", "set", "step", "error"), failures),

@@ -7,17 +7,26 @@ fast and work even when a backend's heavy dependency is broken.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from bench.backends.base import BackendSettings, EmbeddingBackend
 
 BackendFactory = Callable[[BackendSettings], EmbeddingBackend]
 
 
-def _native(dtype: str) -> BackendFactory:
+@dataclass(frozen=True)
+class ProbeGate:
+    """What probe.json must show before the bench loads a backend (checked by runner.gate_reason)."""
+
+    half_dtype: str | None = None  # the sentence_transformers check did not flag this dtype (NaN/inf, low cosine)
+    needs_compile: bool = False  # the triton check passed (Triton and torch.compile ran and matched)
+
+
+def _native(dtype: str, compile_model: bool = False) -> BackendFactory:
     def make(settings: BackendSettings) -> EmbeddingBackend:
         from bench.backends.native import NativeBackend
 
-        return NativeBackend(settings, dtype=dtype)
+        return NativeBackend(settings, dtype=dtype, compile_model=compile_model)
 
     return make
 
@@ -40,4 +49,13 @@ BACKENDS: dict[str, BackendFactory] = {
     "native-fp32": _native("float32"),
     "native-fp16": _native("float16"),
     "native-bf16": _native("bfloat16"),
+    # Opt-in (in no profile): torch.compile(dynamic=True) on the model, its own variant, never chosen silently.
+    "native-fp16-compile": _native("float16", compile_model=True),
+}
+
+# Backends absent here run without conditions.
+PROBE_GATES: dict[str, ProbeGate] = {
+    "native-fp16": ProbeGate(half_dtype="float16"),
+    "native-bf16": ProbeGate(half_dtype="bfloat16"),
+    "native-fp16-compile": ProbeGate(half_dtype="float16", needs_compile=True),
 }

@@ -92,13 +92,14 @@ def apply_attention_settings(settings: dict[str, Any]) -> dict[str, dict[str, An
 class NativeBackend:
     """sentence-transformers on `settings.device` (default: cuda when available, else cpu)."""
 
-    def __init__(self, settings: BackendSettings, dtype: str) -> None:
+    def __init__(self, settings: BackendSettings, dtype: str, compile_model: bool = False) -> None:
         dtype = _DTYPE_ALIASES.get(dtype, dtype)
         if dtype not in DTYPES:
             raise BackendError(f"native backend: unknown dtype {dtype!r}; use one of {', '.join(DTYPES)}.")
         self.settings = settings
         self.dtype = dtype
-        self.name = f"native-{DTYPES[dtype][0]}"
+        self.compile_model = compile_model
+        self.name = f"native-{DTYPES[dtype][0]}" + ("-compile" if compile_model else "")
         self._model: Any = None
         self._device: str | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -165,6 +166,9 @@ class NativeBackend:
             model = SentenceTransformer(self.settings.model, device=device, model_kwargs=model_kwargs)
             if self.settings.max_seq_length is not None:
                 model.max_seq_length = self.settings.max_seq_length
+            if self.compile_model:
+                # dynamic=True: one graph for every sequence length; the warm-up below compiles it.
+                model.compile(dynamic=True)
             model.encode([WARMUP_TEXT], batch_size=1, convert_to_numpy=True, show_progress_bar=False)
             self._sync()
         except Exception as err:
@@ -334,6 +338,8 @@ class NativeBackend:
             "embed_call": "model.encode(texts, batch_size=len(texts), convert_to_numpy=True, "
             "normalize_embeddings=False) on one worker thread",
             "prompt_tokens": "tokenizer count incl. special tokens, capped at max_seq_length",
+            "compiled": "torch.compile(dynamic=True) via SentenceTransformer.compile; compile time is in the load"
+            if self.compile_model else None,
             "versions": _versions(),
         }
         if self._model is not None:
@@ -348,6 +354,11 @@ class NativeBackend:
         return facts
 
     # ------------------------------------------------------------------ extras
+
+    @property
+    def model(self) -> Any:
+        """The loaded SentenceTransformer (None before load); `bench perf` runs a bare loop on it."""
+        return self._model
 
     @property
     def max_seq_length(self) -> int | None:
