@@ -157,7 +157,7 @@ def test_cuda_oom_in_native_halves_the_batch_and_records_it(tmp_path, small_mode
     sizes = {m["params"]["batch_size"] for m in data["measurements"] if m["scenario"] == "throughput"}
     assert sizes == {1, 2} and too_big == [4]
     assert [f["error"] for f in data["failures"]] == [
-        "batch_size=4 did not fit in device memory (native-fp32: out of memory embedding a batch of 4 on cpu)"]
+        "batch_size=4 did not fit in device memory (out of memory embedding a batch of 4 on cpu)"]
     assert any("retrying with batch_size=2" in note for note in reporter.notes)
     assert data["backends"]["native-fp32"]["error"] is None  # backing off is a finding, not a failure
 

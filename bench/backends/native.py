@@ -117,7 +117,7 @@ class NativeBackend:
 
     def _require_model(self) -> Any:
         if self._model is None:
-            raise BackendError(f"{self.name}: model not loaded; call load() first.")
+            raise BackendError(f"model not loaded; call load() first.")
         return self._model
 
     def _is_cuda(self) -> bool:
@@ -141,7 +141,7 @@ class NativeBackend:
 
     async def load(self) -> LoadReport:
         if self._model is not None:
-            raise BackendError(f"{self.name}: already loaded; call unload() first.")
+            raise BackendError(f"already loaded; call unload() first.")
         return await self._run(self._load_sync)
 
     def _load_sync(self) -> LoadReport:
@@ -152,7 +152,7 @@ class NativeBackend:
         self._device = device
         if self._is_cuda():
             if not torch.cuda.is_available():
-                raise BackendError(f"{self.name}: device {device!r} requested but torch sees no CUDA device.")
+                raise BackendError(f"device {device!r} requested but torch sees no CUDA device.")
             torch.cuda.reset_peak_memory_stats(device)
             self._free_before_load = int(torch.cuda.mem_get_info(device)[0])
         self._attention = apply_attention_settings(dict(self.settings.attention_settings))
@@ -174,9 +174,9 @@ class NativeBackend:
         except Exception as err:
             if is_cuda_oom(err):
                 self._release_after_oom()
-                raise BackendOutOfMemory(f"{self.name}: out of memory while loading on {device}: {err}") from err
+                raise BackendOutOfMemory(f"out of memory while loading on {device}: {err}") from err
             raise BackendError(
-                f"{self.name}: could not load {self.settings.model!r} on {device}: {type(err).__name__}: {err}"
+                f"could not load {self.settings.model!r} on {device}: {type(err).__name__}: {err}"
             ) from err
         wall_s = time.perf_counter() - started
 
@@ -219,9 +219,9 @@ class NativeBackend:
             if is_cuda_oom(err):
                 self._release_after_oom()
                 raise BackendOutOfMemory(
-                    f"{self.name}: out of memory embedding a batch of {len(texts)} on {self._device}"
+                    f"out of memory embedding a batch of {len(texts)} on {self._device}"
                 ) from err
-            raise BackendError(f"{self.name}: encode failed: {type(err).__name__}: {err}") from err
+            raise BackendError(f"encode failed: {type(err).__name__}: {err}") from err
         return np.asarray(vectors, dtype=np.float32), elapsed
 
     def _release_after_oom(self) -> None:
