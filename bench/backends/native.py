@@ -146,7 +146,10 @@ class NativeBackend:
 
     def _load_sync(self) -> LoadReport:
         import torch
+        import transformers
         from sentence_transformers import SentenceTransformer
+
+        transformers.utils.logging.disable_progress_bar()  # the bench draws its own progress
 
         device = self._resolve_device(self.settings.device)
         self._device = device
