@@ -67,25 +67,15 @@ def apply_attention_settings(settings: dict[str, Any]) -> dict[str, dict[str, An
     """Apply the probe's `enable_*_sdp` switches; return what was applied, kept or ignored.
 
     Returns {"applied": {key: value}, "previous": {key: value}, "ignored": {key: value}}.
+    The switches are the probe's own (probe.checks.attention), so both stages speak one list.
     `attn_implementation` is not a global switch: the backend passes it to the model loader.
     """
-    import torch
+    from probe.checks.attention import PYTORCH_DEFAULTS, apply_sdpa_settings, current_sdpa_settings
 
-    applied: dict[str, Any] = {}
-    previous: dict[str, Any] = {}
-    ignored: dict[str, Any] = {}
-    for key, value in settings.items():
-        if key == "attn_implementation":
-            continue
-        setter = getattr(torch.backends.cuda, key, None) if key.startswith("enable_") else None
-        if not callable(setter):
-            ignored[key] = value
-            continue
-        getter = getattr(torch.backends.cuda, key.removeprefix("enable_") + "_enabled", None)
-        if callable(getter):
-            previous[key] = bool(getter())
-        setter(bool(value))
-        applied[key] = bool(value)
+    applied = {k: bool(v) for k, v in settings.items() if k in PYTORCH_DEFAULTS}
+    ignored = {k: v for k, v in settings.items() if k not in PYTORCH_DEFAULTS and k != "attn_implementation"}
+    previous = {k: v for k, v in current_sdpa_settings().items() if k in applied}
+    apply_sdpa_settings(applied)
     return {"applied": applied, "previous": previous, "ignored": ignored}
 
 
@@ -249,8 +239,9 @@ class NativeBackend:
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-        for key, value in self._attention["previous"].items():
-            getattr(torch.backends.cuda, key)(value)
+        from probe.checks.attention import apply_sdpa_settings
+
+        apply_sdpa_settings(self._attention["previous"])
 
     async def memory(self) -> list[MemoryFigure]:
         return await self._run(self._memory_sync)
