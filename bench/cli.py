@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from bench.backends import BACKENDS
 from bench.config import PROFILES
 
 EXIT_INTERRUPTED = 130
@@ -25,7 +26,7 @@ def main() -> None:
                    "model, a few minutes on a CPU.")
 @click.option("--backend", "backends", multiple=True, metavar="NAME",
               help="Backend to measure (repeatable); default: the profile's list. "
-                   "Known: ollama, ollama-legacy, native-fp32, native-fp16, native-bf16.")
+                   f"Known: {', '.join(BACKENDS)}.")
 @click.option("--texts", "texts_file", type=click.Path(path_type=Path),
               help="Bench your own corpus instead of the generated sets: JSONL ({\"text\": ...}) or one text per line.")
 @click.option("--beir", "beir_dir", type=click.Path(path_type=Path),
@@ -45,7 +46,6 @@ def run(profile, backends, texts_file, beir_dir, results_dir, ollama_host, timeo
     """Run the bench and write RESULTS/bench.json (raw samples, summaries, quality)."""
     from rich.console import Console
 
-    from bench.backends import BACKENDS
     from bench.config import BenchConfig
     from bench.progress import RichReporter
 
