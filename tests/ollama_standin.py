@@ -125,6 +125,7 @@ class OllamaStandIn:
         self._loaded: _Loaded | None = None
         self._state_lock = threading.Lock()  # model state and request log
         self._runner_lock = threading.Lock()  # one runner slot: one item at a time
+        self._tokenizer_lock = threading.Lock()
         self._release = threading.Event()  # set on stop: hanging handlers return
         self._dead = False
         self._server: _Server | None = None
@@ -205,9 +206,12 @@ class OllamaStandIn:
     def tokenize(self, text: str, max_tokens: int | None = None) -> list[int]:
         """Token ids with special tokens, cut to max_tokens (special tokens kept)."""
         tok = self.model.tokenizer
-        if max_tokens is None:
-            return list(tok(text, verbose=False)["input_ids"])
-        return list(tok(text, truncation=True, max_length=max_tokens, verbose=False)["input_ids"])
+        # A fast tokenizer sets truncation on shared state per call: concurrent handler
+        # threads must not interleave (one would see the other's "no truncation").
+        with self._tokenizer_lock:
+            if max_tokens is None:
+                return list(tok(text, verbose=False)["input_ids"])
+            return list(tok(text, truncation=True, max_length=max_tokens, verbose=False)["input_ids"])
 
     def raw_vector(self, ids: list[int]) -> np.ndarray:
         """The pooled vector before any Normalize module (what a runner returns)."""
@@ -343,6 +347,7 @@ def _normalize(vec: np.ndarray) -> np.ndarray:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # socketserver's default backlog of 5 resets bursts of callers
     block_on_close = False
 
     def __init__(self, address: tuple[str, int], handler: type, standin: OllamaStandIn) -> None:

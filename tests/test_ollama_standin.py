@@ -74,6 +74,26 @@ def test_truncation_caps_tokens_and_truncate_false_is_400(client, small_model):
     assert err.value.status_code == 500 and err.value.error == INPUT_TOO_LONG
 
 
+def test_concurrent_requests_truncate_every_long_input(client, small_model):
+    """Handler threads share one tokenizer; truncation must hold under concurrency too."""
+    long_text = "Wort " * 600
+    errors, counts = [], []
+
+    def call(text: str) -> None:
+        try:
+            counts.append(client.embed(model="bge-m3", input=text).prompt_eval_count)
+        except Exception as err:  # noqa: BLE001 - collected and asserted below
+            errors.append(err)
+
+    threads = [threading.Thread(target=call, args=(long_text if i % 2 else TEXTS[0],)) for i in range(64)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert sorted(set(counts)) == [token_count(small_model, TEXTS[0]), 128]
+
+
 def test_empty_input_loads_without_durations_and_load_duration_marks_loads(client, ollama_standin):
     assert client.ps().models == []
     response = client.embed(model="bge-m3", input="")
