@@ -225,6 +225,7 @@ class VerdictContext:
     retrieval: Table
     truncation: Table
     failures: Table
+    nonfinite: tuple[str, ...]  # "backend on 'set': k of n vectors contain NaN or inf (...)"
     workload: Table
     checklist: tuple[tuple[str, tuple[ChecklistItem, ...]], ...]  # (section, items) in the ticket's order
     next_steps: tuple[str, ...]
@@ -548,6 +549,8 @@ def build_context(probe: dict[str, Any] | None, bench: dict[str, Any],
         **backend_tables(bench),
         **quality_tables(bench),
         failures=_table("Failures recorded", ("backend", "set", "step", "error"), failures),
+        nonfinite=tuple(f"{f['backend']} on '{f['text_set']}': {f['error']}"
+                        for f in bench["failures"] if f["scenario"] == "vectors"),
         workload=workload_table(bench),
         checklist=checklist_sections(items),
         next_steps=NEXT_STEPS[decision.outcome],

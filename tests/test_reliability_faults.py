@@ -235,7 +235,8 @@ def test_nan_and_inf_vectors_are_counted_and_the_quality_section_says_so(
     verdict_output(tmp_path)
     verdict_md = (tmp_path / "verdict.md").read_text(encoding="utf-8")
     quality_section = verdict_md[verdict_md.index("## Quality"):]
-    assert "non-finite" in quality_section
+    assert "**Non-finite vectors**" in quality_section
+    assert "native-fp32 on 'user': 2 of 4 vectors contain NaN or inf" in quality_section
     row = next(line for line in quality_section.splitlines() if line.startswith("| native-fp32 | ollama | user"))
     assert row.rstrip(" |").endswith("2")  # the table's non-finite column
     assert "2 of 4 vectors contain NaN or inf" in verdict_md
