@@ -299,9 +299,13 @@ def _fmt(params: dict[str, Any]) -> str:
     return " ".join(f"{k}={v}" for k, v in params.items())
 
 
-def sweep_plan(profile) -> list[dict[str, Any]]:
+def sweep_plan(profile, one_call_per_text: bool = False) -> list[dict[str, Any]]:
     """The throughput passes to run, as their params: batch sizes (input order, then
-    length-sorted when the profile asks), then token budgets. The same for every backend."""
+    length-sorted when the profile asks), then token budgets. The same for every backend,
+    except one that makes one call per text whatever the batch (it says so in describe()):
+    every batch size would repeat the same work, so it gets the batch-size-1 pass only."""
+    if one_call_per_text:
+        return [{"batch_size": 1}]
     plan: list[dict[str, Any]] = [{"batch_size": b} for b in profile.batch_sizes]
     if profile.length_sorted_sweep:
         plan += [{"batch_size": b, "order": "length"} for b in profile.batch_sizes]
@@ -328,7 +332,7 @@ async def throughput_sweep(backend, description, ts, texts, tokens, config, stat
     from bench import scenarios
     from bench.batching import capped_counts
 
-    pending = sweep_plan(config.profile)
+    pending = sweep_plan(config.profile, bool(description.get("one_call_per_text")))
     planned = [dict(p) for p in pending]
     capped = capped_counts(tokens, description.get("max_tokens"))
     have_vectors = load_vectors(results_dir, backend.name, ts.name) is not None

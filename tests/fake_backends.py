@@ -27,6 +27,7 @@ class FakeBehaviour:
     fail_after_calls: int | None = None  # every call after this many raises BackendError
     nan_rows: tuple[int, ...] = ()
     count_tokens: Callable[[str], int] | None = None  # None: the fake reports no token counts
+    one_call_per_text: bool = False  # like Ollama's legacy /api/embeddings
     interrupt_after_calls: int | None = None  # raise KeyboardInterrupt, like Ctrl-C
     calls: int = field(default=0)
 
@@ -86,4 +87,5 @@ class FakeBackend:
 
     def describe(self) -> dict:
         return {"kind": self.behaviour.kind, "device": "cuda", "model": "fake", "dtype": "float32",
-                "max_tokens": self.behaviour.token_limit, "max_tokens_source": "fake limit"}
+                "max_tokens": self.behaviour.token_limit, "max_tokens_source": "fake limit",
+                "one_call_per_text": self.behaviour.one_call_per_text}

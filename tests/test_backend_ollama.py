@@ -14,8 +14,6 @@ from bench.backends.ollama import (
     OllamaEmbedBackend,
     OllamaLegacyBackend,
     base_url,
-    make_ollama,
-    make_ollama_legacy,
     model_matches,
     offload_state,
 )
@@ -74,7 +72,7 @@ def test_vectors_equal_the_model_and_load_is_cold(cls, ollama_standin, small_mod
 
 
 def test_batched_backend_sends_one_request_with_options(ollama_standin):
-    backend = make_ollama(settings(ollama_standin.host, ollama_options={"num_ctx": 64, "num_batch": 32}))
+    backend = OllamaEmbedBackend(settings(ollama_standin.host, ollama_options={"num_ctx": 64, "num_batch": 32}))
     run(backend.embed(TEXTS))
     embeds = [r for r in ollama_standin.requests if r.path == "/api/embed"]
     assert len(embeds) == 1 and embeds[0].body["input"] == TEXTS
@@ -82,7 +80,7 @@ def test_batched_backend_sends_one_request_with_options(ollama_standin):
 
 
 def test_describe_after_load(ollama_standin):
-    backend = make_ollama_legacy(settings(ollama_standin.host, ollama_options={"num_ctx": 64}))
+    backend = OllamaLegacyBackend(settings(ollama_standin.host, ollama_options={"num_ctx": 64}))
     run(backend.load())
     described = backend.describe()
     assert described["server_version"] == ollama_standin.config.version

@@ -173,3 +173,13 @@ def test_nan_vectors_are_flagged_in_quality(tmp_path, small_model_path, fakes, m
     assert short["nonfinite_treatment"] == [2]
     assert short["cosine"]["nonfinite"] == 1
     assert json.loads((tmp_path / "bench.json").read_text())  # still strict JSON
+
+
+def test_a_backend_with_one_call_per_text_gets_a_single_throughput_pass(tmp_path, small_model_path, fakes):
+    fakes(**{"fake-legacy": FakeBehaviour(kind="ollama", one_call_per_text=True),
+             "fake-native": FakeBehaviour(kind="native")})
+    asyncio.run(run_bench(config_for(tiny_profile(small_model_path), tmp_path, ["fake-legacy", "fake-native"])))
+    passes = {(m["backend"], tuple(sorted(m["params"].items()))) for m in read_bench(tmp_path)["measurements"]
+              if m["scenario"] == "throughput" and m["text_set"] == "short"}
+    assert {p for b, p in passes if b == "fake-legacy"} == {(("batch_size", 1),)}
+    assert len({p for b, p in passes if b == "fake-native"}) > 1

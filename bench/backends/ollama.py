@@ -253,6 +253,8 @@ class _OllamaBase:
             "keep_alive": KEEP_ALIVE,
             "truncate": "server default (true)" if self.endpoint == "/api/embed" else "not applicable",
             "normalised_by_server": self.endpoint == "/api/embed",
+            # /api/embeddings takes one prompt: any batch is a loop of single calls.
+            "one_call_per_text": self.endpoint == "/api/embeddings",
             "client": f"ollama-python {getattr(ollama, '__version__', 'unknown')}",
             "timeout_s": self.settings.timeout_s,
         }
@@ -353,11 +355,3 @@ class OllamaLegacyBackend(_OllamaBase):
             rows.append(response.embedding)
         vectors = np.asarray(rows, dtype=np.float32) if rows else np.zeros((0, 0), dtype=np.float32)
         return EmbedResponse(vectors=vectors, prompt_tokens=None, backend_time_s=None)
-
-
-def make_ollama(settings: BackendSettings) -> OllamaEmbedBackend:
-    return OllamaEmbedBackend(settings)
-
-
-def make_ollama_legacy(settings: BackendSettings) -> OllamaLegacyBackend:
-    return OllamaLegacyBackend(settings)
