@@ -185,7 +185,7 @@ def truncation_record(backend: EmbeddingBackend, description: dict[str, Any], te
 
 async def measure_backend(backend: EmbeddingBackend, config: BenchConfig, text_sets, state: RunState,
                           results_dir: Path, reporter: Reporter,
-                          probe_checks: dict[str, dict[str, Any]] | None = None) -> None:
+                          probe_checks: dict[str, dict[str, Any]] | None = None, beir=None) -> None:
     """Load, run each scenario on each text set, record memory, unload. Saves after each step.
 
     A backend whose probe gate (bench.backends.PROBE_GATES) the probe's checks rule out is
@@ -250,6 +250,9 @@ async def measure_backend(backend: EmbeddingBackend, config: BenchConfig, text_s
                 save(state, results_dir)
             await throughput_sweep(backend, description, ts, texts, tokens, config, state, results_dir,
                                    reporter, skip)
+        if beir is not None and not any(r.backend == backend.name for r in state.retrieval):
+            await retrieval_for(backend, beir, str(config.beir_dir), state, reporter)  # same load
+            save(state, results_dir)
         state.backends[backend.name] = dataclasses.replace(
             state.backends[backend.name], memory=tuple(to_jsonable(m) for m in await backend.memory())
         )
@@ -569,10 +572,7 @@ async def run_bench(config: BenchConfig, reporter: Reporter | None = None) -> Ru
     try:
         for name in config.backends:
             backend = BACKENDS[name](settings)
-            await measure_backend(backend, config, workload.sets, state, results_dir, reporter, probe_checks)
-            if beir is not None and state.backends[name].error is None:
-                await retrieval_for(backend, beir, str(config.beir_dir), state, reporter)
-                save(state, results_dir)
+            await measure_backend(backend, config, workload.sets, state, results_dir, reporter, probe_checks, beir)
         compare_quality(state, results_dir, config.backends, workload.sets, config.profile.quality_pairs,
                         config.profile.neighbours_k, config.profile.seed)
         state.status = "complete"
@@ -588,10 +588,8 @@ async def run_bench(config: BenchConfig, reporter: Reporter | None = None) -> Ru
 
 async def retrieval_for(backend: EmbeddingBackend, beir, dataset: str, state: RunState,
                         reporter: Reporter) -> None:
+    """BEIR retrieval with the already loaded backend; a failure is recorded, not raised."""
     try:
-        await backend.load()
         state.retrieval.append(await evaluate_beir(backend, beir, dataset, batch_size=32, reporter=reporter))
     except BackendError as err:
         state.failures.append(Failure(backend.name, "beir", "retrieval", str(err)))
-    finally:
-        await backend.unload()

@@ -183,3 +183,24 @@ def test_a_backend_with_one_call_per_text_gets_a_single_throughput_pass(tmp_path
               if m["scenario"] == "throughput" and m["text_set"] == "short"}
     assert {p for b, p in passes if b == "fake-legacy"} == {(("batch_size", 1),)}
     assert len({p for b, p in passes if b == "fake-native"}) > 1
+
+
+def test_beir_retrieval_runs_once_per_backend_with_its_measured_load(tmp_path, small_model_path, fakes):
+    beir = tmp_path / "beir"
+    (beir / "qrels").mkdir(parents=True)
+    (beir / "corpus.jsonl").write_text("\n".join(json.dumps({"_id": f"d{i}", "title": "", "text": t}) for i, t in
+                                             enumerate(["Ollama serves embeddings.", "Der Hund bellt laut.",
+                                                        "GPUs multiply matrices."])) + "\n")
+    (beir / "queries.jsonl").write_text(json.dumps({"_id": "q1", "text": "embeddings from Ollama"}) + "\n"
+                                        + json.dumps({"_id": "q2", "text": "matrix multiply on GPUs"}) + "\n")
+    (beir / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td0\t1\nq2\td2\t1\n")
+    fakes(**{"fake-ollama": FakeBehaviour(kind="ollama"), "fake-native": FakeBehaviour(kind="native")})
+    config = config_for(tiny_profile(small_model_path), tmp_path / "results", ["fake-ollama", "fake-native"],
+                        beir_dir=beir)
+    asyncio.run(run_bench(config))
+    retrieval = read_bench(tmp_path / "results")["retrieval"]
+    assert [r["backend"] for r in retrieval] == ["fake-ollama", "fake-native"]
+    for record in retrieval:
+        assert record["queries"] == 2
+        assert 0.0 <= record["ndcg_at_10"] <= 1.0 and 0.0 < record["recall_at_10"] <= 1.0
+        assert set(record["per_query"]["ndcg_at_10"]) == {"q1", "q2"}
