@@ -274,7 +274,8 @@ class NativeBackend:
             MemoryFigure(
                 "process peak RSS (CPU run)" if not self._is_cuda() else "process peak RSS (host)",
                 peak_rss_bytes(),
-                "resource.getrusage(RUSAGE_SELF).ru_maxrss",
+                # The high-water mark of the whole bench process: it includes backends run earlier.
+                "resource.getrusage(RUSAGE_SELF).ru_maxrss (bench process since start)",
             )
         )
         return figures
