@@ -420,11 +420,13 @@ def measured_items(probe: dict[str, Any] | None, bench: dict[str, Any]) -> dict[
     st_ok = _check(probe, "sentence_transformers").get("status") in ("pass", "warn")
     attention_on_gpu = on_gpu and _check(probe, "attention").get("status") in ("pass", "warn", "fail")
     gpu_name = facts.get("device_name") or "no GPU"
+    # The ticket's performance questions compare two sides: one side alone does not answer them.
+    sides = "both sides" if both else f"one side only ({', '.join(ollama + native) or 'none'})"
     items = {
-        "single_text_latency": ("single" in scen, "single-text latency table"),
-        "batch_latency": ("batch" in scen, "batch latency table"),
-        "throughput": ("throughput" in scen, "throughput table"),
-        "memory": (mem, "memory table"),
+        "single_text_latency": (both and "single" in scen, f"single-text latency table, {sides}"),
+        "batch_latency": (both and "batch" in scen, f"batch latency table, {sides}"),
+        "throughput": (both and "throughput" in scen, f"throughput table, {sides}"),
+        "memory": (both and mem, f"memory table, {sides}"),
         "sm121_cuda_support": (on_sm121, f"probe on {gpu_name}"),
         "flash_attention_workaround": (attention_on_gpu, f"SDPA matrix on {gpu_name}"),
         "pytorch_cu130": (on_gpu and cuda13, f"torch CUDA {facts.get('torch_cuda_version')} on {gpu_name}"),
@@ -432,7 +434,7 @@ def measured_items(probe: dict[str, Any] | None, bench: dict[str, Any]) -> dict[
         "cosine_correlation": (quality, "Spearman over sampled pairs"),
         "downstream_performance": (bool(retrieval & set(ollama)) and bool(retrieval & set(native)), "BEIR nDCG@10"),
         "model_loading_time": (bool(loads), "cold load table"),
-        "memory_management": (mem, "memory table"),
+        "memory_management": (both and mem, f"memory table, {sides}"),
         "multi_gpu": (False, "not measured: one GPU"),
         "integration_complexity": (False, "assessed in text, not measured"),
         "install_st_cu130": (on_gpu and cuda13 and st_ok, "probe: sentence-transformers on cu13 torch"),
