@@ -89,3 +89,17 @@ def test_broken_results_file_gives_one_line_error_naming_it(results, damage, say
     assert outcome.exit_code == 1
     assert says in outcome.output and "bench.json" in outcome.output
     assert "Traceback" not in outcome.output
+
+
+def test_one_side_alone_does_not_tick_the_performance_questions():
+    from bench.verdict import measured_items
+
+    bench = json.loads((RESULTS / "conditional" / "bench.json").read_text())
+    probe = json.loads((RESULTS / "conditional" / "probe.json").read_text())
+    assert measured_items(probe, bench)["single_text_latency"][0] is True
+    bench["backends"]["ollama"]["error"] = "Ollama not reachable at http://127.0.0.1:11434"
+    items = measured_items(probe, bench)
+    for key in ("single_text_latency", "batch_latency", "throughput", "memory", "embedding_consistency"):
+        assert items[key][0] is False, key
+    assert "one side only (native-fp16)" in items["throughput"][1]
+    assert items["native_benchmarks"][0] is True and items["ollama_baseline"][0] is False
