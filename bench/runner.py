@@ -70,6 +70,10 @@ class RunState:
     created_at: str = dataclasses.field(
         default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds")
     )
+    # Measurements are frozen: serialise and summarise each once, not at every save
+    # (the bootstrap in summarize made each save cost O(all samples so far)).
+    _measurement_json: dict[str, tuple[Measurement, dict[str, Any]]] = dataclasses.field(
+        default_factory=dict, repr=False)
 
     def done_keys(self) -> set[str]:
         return {m.key for m in self.measurements}
@@ -86,15 +90,20 @@ class RunState:
             "environment": self.environment,
             "workload": self.workload,
             "backends": {name: to_jsonable(rec) for name, rec in self.backends.items()},
-            "measurements": [
-                {**to_jsonable(m), "key": m.key, "summary": to_jsonable(summarize(m.samples))}
-                for m in self.measurements
-            ],
+            "measurements": [self._measurement_payload(m) for m in self.measurements],
             "truncation": to_jsonable(self.truncation),
             "quality": to_jsonable(self.quality),
             "retrieval": to_jsonable(self.retrieval),
             "failures": to_jsonable(self.failures),
         }
+
+
+    def _measurement_payload(self, m: Measurement) -> dict[str, Any]:
+        cached = self._measurement_json.get(m.key)
+        if cached is None or cached[0] is not m:
+            cached = (m, {**to_jsonable(m), "key": m.key, "summary": to_jsonable(summarize(m.samples))})
+            self._measurement_json[m.key] = cached
+        return cached[1]
 
 
 def save(state: RunState, results_dir: Path) -> Path:
