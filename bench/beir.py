@@ -109,29 +109,25 @@ def _string_field(obj: dict, key: str, label: str, line_no: int, *, required: bo
     return value
 
 
-def _load_corpus(path: Path) -> dict[str, str]:
-    label = "corpus.jsonl"
-    corpus: dict[str, str] = {}
+def _load_texts(path: Path, label: str, with_title: bool) -> dict[str, str]:
+    """corpus.jsonl (title + text) or queries.jsonl (text): {_id: text}, ids unique."""
+    texts: dict[str, str] = {}
     for line_no, obj in _read_jsonl(path, label):
-        doc_id = _string_field(obj, "_id", label, line_no, required=True)
+        text_id = _string_field(obj, "_id", label, line_no, required=True)
         text = _string_field(obj, "text", label, line_no, required=True)
-        title = _string_field(obj, "title", label, line_no, required=False)
-        if doc_id in corpus:
-            raise BeirError(f"{label} line {line_no}: duplicate _id {doc_id!r}")
-        corpus[doc_id] = f"{title} {text}" if title.strip() else text
-    return corpus
+        title = _string_field(obj, "title", label, line_no, required=False) if with_title else ""
+        if text_id in texts:
+            raise BeirError(f"{label} line {line_no}: duplicate _id {text_id!r}")
+        texts[text_id] = f"{title} {text}" if title.strip() else text
+    return texts
+
+
+def _load_corpus(path: Path) -> dict[str, str]:
+    return _load_texts(path, "corpus.jsonl", with_title=True)
 
 
 def _load_queries(path: Path) -> dict[str, str]:
-    label = "queries.jsonl"
-    queries: dict[str, str] = {}
-    for line_no, obj in _read_jsonl(path, label):
-        query_id = _string_field(obj, "_id", label, line_no, required=True)
-        text = _string_field(obj, "text", label, line_no, required=True)
-        if query_id in queries:
-            raise BeirError(f"{label} line {line_no}: duplicate _id {query_id!r}")
-        queries[query_id] = text
-    return queries
+    return _load_texts(path, "queries.jsonl", with_title=False)
 
 
 def _load_qrels(path: Path, corpus: Mapping[str, str], queries: Mapping[str, str]) -> dict[str, dict[str, int]]:
