@@ -14,7 +14,21 @@ import numpy as np
 
 
 class BackendError(Exception):
-    """A backend could not do what was asked; the message says what and what to do."""
+    """A backend could not do what was asked; the message says what and what to do.
+
+    `http_status`: the status of the server's answer, where the error was one (recorded with
+    per-text failures). A plain BackendError from embed() may be about the texts in the call
+    (the runner retries item by item to find out); infrastructure trouble is BackendUnavailable.
+    """
+
+    def __init__(self, message: str, *, http_status: int | None = None) -> None:
+        super().__init__(message)
+        self.http_status = http_status
+
+
+class BackendUnavailable(BackendError):
+    """The backend itself is gone or not answering (refused, timed out, connection dropped):
+    never a property of the texts in the call, so nothing is retried item by item."""
 
 
 class BackendOutOfMemory(BackendError):

@@ -35,6 +35,7 @@ from bench.backends.base import (
     BackendError,
     BackendOutOfMemory,
     BackendSettings,
+    BackendUnavailable,
     EmbedResponse,
     LoadReport,
     MemoryFigure,
@@ -81,29 +82,34 @@ def explain_error(err: BaseException, host: str, model: str, timeout_s: float) -
     if isinstance(err, ollama.ResponseError):
         text = str(err.error).strip()
         if err.status_code == 404 and "not found" in text:
-            return BackendError(f"model '{model}' is not pulled on {where}: {pull_hint(model)}")
+            return BackendUnavailable(f"model '{model}' is not pulled on {where}: {pull_hint(model)}",
+                                      http_status=err.status_code)
         if any(marker in text.lower() for marker in _OOM_MARKERS):
-            return BackendOutOfMemory(f"Ollama at {where} ran out of memory: {one_line(text)}")
+            return BackendOutOfMemory(f"Ollama at {where} ran out of memory: {one_line(text)}",
+                                      http_status=err.status_code)
         if text.lstrip().lower().startswith(("<!doctype", "<html")):
-            return BackendError(f"{where} answered HTTP {err.status_code} with an HTML page, not as Ollama does: "
-                                "is OLLAMA_HOST / --ollama-host the Ollama server (not a proxy or another service)?")
-        return BackendError(f"Ollama at {where} answered HTTP {err.status_code}: {one_line(text)}")
+            return BackendUnavailable(
+                f"{where} answered HTTP {err.status_code} with an HTML page, not as Ollama does: "
+                "is OLLAMA_HOST / --ollama-host the Ollama server (not a proxy or another service)?",
+                http_status=err.status_code)
+        return BackendError(f"Ollama at {where} answered HTTP {err.status_code}: {one_line(text)}",
+                            http_status=err.status_code)
     if isinstance(err, httpx.TimeoutException):
-        return BackendError(
+        return BackendUnavailable(
             f"Ollama at {where} did not answer within {timeout_s:g} s ({type(err).__name__}): "
             "raise --timeout or check the server (model loading? GPU busy?)"
         )
     if isinstance(err, (ConnectionError, httpx.ConnectError)):
-        return BackendError(
+        return BackendUnavailable(
             f"Ollama not reachable at {where}: start it (docker compose up -d ollama) or set OLLAMA_HOST"
         )
     if isinstance(err, httpx.TransportError):  # RemoteProtocolError, ReadError, ...
-        return BackendError(
+        return BackendUnavailable(
             f"Ollama at {where} dropped the connection mid-request ({type(err).__name__}: {one_line(str(err))}): "
             "did the server crash or restart? see `docker compose logs ollama`"
         )
     if isinstance(err, ValueError):  # a 200 whose body is not Ollama's JSON (JSONDecodeError, pydantic)
-        return BackendError(
+        return BackendUnavailable(
             f"{where} sent an answer the ollama client cannot read ({type(err).__name__}: {one_line(str(err))}): "
             "is OLLAMA_HOST / --ollama-host the Ollama server?"
         )
