@@ -491,8 +491,8 @@ def read_probe_checks(results_dir: Path) -> dict[str, dict[str, Any]] | None:
 def gate_reason(gate: ProbeGate | None, checks: dict[str, dict[str, Any]] | None) -> str | None:
     """Why the probe rules this backend out, or None to run it. Pure.
 
-    half_dtype: ruled out when the probe's sentence_transformers check found NaN/inf in that
-    dtype's embeddings, or its min cosine to fp32 below the check's own bound. Without a
+    dtype: ruled out when the probe's sentence_transformers check found NaN/inf in that
+    dtype's embeddings, or (half dtypes) its min cosine to fp32 below the check's own bound. Without a
     probe, or when the probe did not run that dtype, the backend runs (the bench measures it).
     needs_compile: ruled out unless the probe's triton check passed (Triton and torch.compile
     ran and matched); without a probe there is no such evidence, so it is ruled out too.
@@ -505,17 +505,17 @@ def gate_reason(gate: ProbeGate | None, checks: dict[str, dict[str, Any]] | None
             return "needs the probe's Triton / torch.compile check to pass; no probe result (run the probe first)"
         if triton.get("status") != "pass":
             return f"probe check triton is {triton.get('status')}: {triton.get('reason', '')}"
-    if gate.half_dtype:
+    if gate.dtype:
         st = (checks or {}).get("sentence_transformers") or {}
         figures = st.get("figures") or {}
-        run = (figures.get("dtypes") or {}).get(gate.half_dtype) or {}
-        cosine = (figures.get("half_vs_fp32_cosine") or {}).get(gate.half_dtype) or {}
+        run = (figures.get("dtypes") or {}).get(gate.dtype) or {}
+        cosine = (figures.get("half_vs_fp32_cosine") or {}).get(gate.dtype) or {}
         bound = figures.get("cosine_warn_below")
         if run.get("finite") is False:
-            return f"probe: NaN/inf in the {gate.half_dtype} embeddings ({st.get('reason', '')})"
+            return f"probe: NaN/inf in the {gate.dtype} embeddings ({st.get('reason', '')})"
         low = cosine.get("min")
         if isinstance(low, (int, float)) and isinstance(bound, (int, float)) and low < bound:
-            return (f"probe: {gate.half_dtype} min cosine {low:.4f} vs fp32 is below {bound} "
+            return (f"probe: {gate.dtype} min cosine {low:.4f} vs fp32 is below {bound} "
                     f"({st.get('reason', '')})")
     return None
 

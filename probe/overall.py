@@ -11,7 +11,12 @@ from probe.result import CheckResult, Overall, OverallStatus, Status
 def derive_overall(
     results: Sequence[CheckResult], critical: Collection[str], target_probed: bool
 ) -> OverallStatus:
-    """The overall status. Without a CUDA device the target was not probed, whatever passed on CPU."""
+    """The overall status. Without a CUDA device the target was not probed, whatever passed on CPU.
+
+    "incompatible" only when a critical check FAILED on the device (checks fail only for what
+    the device cannot do); a critical check that could not run (SKIP, e.g. the model is not
+    downloaded) leaves the answer open: "not fully probed".
+    """
     workarounds = tuple(w for r in results for w in r.workarounds)
     failed_critical = [r for r in results if r.name in critical and r.status is Status.FAIL]
     failures = "; ".join(f"{r.name}: {r.reason}" for r in failed_critical)
@@ -26,6 +31,11 @@ def derive_overall(
         return OverallStatus(Overall.NOT_PROBED, reason, workarounds, target_probed)
     if failed_critical:
         return OverallStatus(Overall.INCOMPATIBLE, failures, workarounds, target_probed)
+    not_run = [r for r in results if r.name in critical and r.status is Status.SKIP]
+    if not_run:
+        reason = "; ".join(f"{r.name}: {r.reason}" for r in not_run)
+        return OverallStatus(Overall.INCOMPLETE, f"critical checks did not run: {reason}", workarounds,
+                             target_probed)
     issues = [r for r in results if r.status in (Status.WARN, Status.FAIL)]
     if workarounds:
         return OverallStatus(

@@ -29,6 +29,12 @@ REQUIRED_ENV: tuple[RequiredVar, ...] = (
         "/usr/local/cuda-13.0",
         "torch.utils.cpp_extension and Triton find the toolkit here",
     ),
+    RequiredVar(
+        "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE",
+        "0",
+        "NVIDIA's PyTorch images set it to 1, which makes every fp32 matmul TF32 whatever "
+        "allow_tf32 says: 0 keeps native-fp32 true fp32 (NVIDIA_TF32_OVERRIDE stays unset)",
+    ),
 )
 
 EXPECTED_NVCC_RELEASE = "13.0"

@@ -44,6 +44,9 @@ class Overall(str, Enum):
     COMPATIBLE_WITH_WORKAROUNDS = "compatible with workarounds"
     INCOMPATIBLE = "incompatible"
     NOT_PROBED = "target not probed"
+    # On the GPU, but a critical check could not run for a reason that is not the GPU
+    # (e.g. the model is not downloaded): no answer either way.
+    INCOMPLETE = "not fully probed"
 
 
 @dataclass(frozen=True)

@@ -104,16 +104,16 @@ ST_CHECK = {"name": "sentence_transformers", "status": "warn", "reason": "half p
 
 def test_gate_reason_reads_the_probe_checks():
     checks = {"sentence_transformers": ST_CHECK, "triton": {"status": "warn", "reason": "ptxas sm_121a"}}
-    assert "min cosine 0.9500" in gate_reason(ProbeGate(half_dtype="float16"), checks)
-    assert "NaN/inf in the bfloat16" in gate_reason(ProbeGate(half_dtype="bfloat16"), checks)
-    assert "triton is warn: ptxas sm_121a" in gate_reason(ProbeGate(half_dtype="float16", needs_compile=True), checks)
+    assert "min cosine 0.9500" in gate_reason(ProbeGate(dtype="float16"), checks)
+    assert "NaN/inf in the bfloat16" in gate_reason(ProbeGate(dtype="bfloat16"), checks)
+    assert "triton is warn: ptxas sm_121a" in gate_reason(ProbeGate(dtype="float16", needs_compile=True), checks)
     assert gate_reason(None, checks) is None
-    assert gate_reason(ProbeGate(half_dtype="float16"), None) is None  # no probe: measure it
+    assert gate_reason(ProbeGate(dtype="float16"), None) is None  # no probe: measure it
     assert "no probe result" in gate_reason(ProbeGate(needs_compile=True), None)
     good = {"sentence_transformers": {"figures": {"dtypes": {"float16": {"finite": True}},
                                                   "half_vs_fp32_cosine": {"float16": {"min": 0.999}},
                                                   "cosine_warn_below": 0.99}}}
-    assert gate_reason(ProbeGate(half_dtype="float16"), good) is None
+    assert gate_reason(ProbeGate(dtype="float16"), good) is None
 
 
 def test_bench_runs_token_budgets_and_skips_a_flagged_half_variant(tmp_path, small_model_path, monkeypatch):

@@ -374,9 +374,10 @@ def test_env_is_required_env():
 @pytest.mark.parametrize("edit", [
     lambda t: t.replace('TORCH_CUDA_ARCH_LIST="12.1a"', 'TORCH_CUDA_ARCH_LIST="12.0"'),
     lambda t: t.replace("CUDA_HOME=/usr/local/cuda-13.0", "CUDA_HOME=/usr/local/cuda"),
-    lambda t: t.replace("    CUDA_HOME=/usr/local/cuda-13.0\n", "\n"),
+    lambda t: t.replace("    CUDA_HOME=/usr/local/cuda-13.0 \\\n", ""),
+    lambda t: t.replace(" \\\n    TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=0\n", "\n"),
     lambda t: t + "\nENV CUDA_MODULE_LOADING=LAZY\n",
-], ids=["wrong-arch", "wrong-cuda-home", "missing-cuda-home", "unlisted-extra"])
+], ids=["wrong-arch", "wrong-cuda-home", "missing-cuda-home", "missing-tf32-override", "unlisted-extra"])
 def test_env_rule_catches_drift(edit):
     text = dockerfile_text()
     changed = edit(text)

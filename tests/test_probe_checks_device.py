@@ -79,9 +79,9 @@ def test_environment_warns_and_names_unset_vars():
         is_dir=lambda p: True,
     )
     assert result.status is Status.WARN
-    assert "unset: TORCH_CUDA_ARCH_LIST, CUDACXX, CUDA_HOME" in result.reason
+    assert "unset: TORCH_CUDA_ARCH_LIST, CUDACXX, CUDA_HOME, TORCH_ALLOW_TF32_CUBLAS_OVERRIDE" in result.reason
     assert "informational" in result.reason
-    assert [row["actual"] for row in result.figures["vars"]] == [None, None, None]
+    assert [row["actual"] for row in result.figures["vars"]] == [None, None, None, None]
 
 
 def test_environment_warns_on_different_values_missing_files_and_old_nvcc():
@@ -683,3 +683,59 @@ def test_gpu_triton_on_device():
     result = triton_compile.check_triton(_ctx("cuda"))
     assert result.status in (Status.PASS, Status.WARN, Status.SKIP)
     _serialisable(result.figures)
+
+
+# --- forced TF32 (NGC images set TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=1) -------------------
+
+
+def _tf32_rounded(t):
+    """float32 -> the nearest value with TF32's 10-bit mantissa (what a TF32 tensor core reads)."""
+    import torch
+
+    bits = t.contiguous().view(torch.int32)
+    return ((bits + 0x1000) & ~0x1FFF).view(torch.float32)
+
+
+def _tf32_matmul_ops():
+    """A fake device whose fp32 matmul computes in TF32, as cuBLAS does under the override."""
+    return _replace_op("matmul_fp32", compute=lambda a, b, rows: _tf32_rounded(a) @ _tf32_rounded(b))
+
+
+def test_kernels_tf32_rounded_fp32_matmul_fails_when_nothing_forces_tf32():
+    result = kernels.check_kernels(_ctx("cpu"), ops=_tf32_matmul_ops(), environ={})
+    assert result.status is Status.FAIL  # fp32 that is not fp32 is wrong when fp32 was asked for
+    op = result.figures["ops"]["matmul_fp32"]
+    assert op["ok"] is False and op["tolerance"] == 1e-5
+    assert 1e-5 < op["rel_err"] < kernels.TF32_TOLERANCE
+    assert result.figures["float32_matmul"]["forced_tf32"] is False
+
+
+def test_kernels_forced_tf32_warns_names_the_variable_and_judges_as_tf32():
+    env = {"TORCH_ALLOW_TF32_CUBLAS_OVERRIDE": "1"}
+    result = kernels.check_kernels(_ctx("cpu"), ops=_tf32_matmul_ops(), environ=env)
+    assert result.status is Status.WARN, result.reason  # a configuration, never "incompatible"
+    assert "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=1" in result.reason
+    assert "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=0" in result.reason  # the fix
+    op = result.figures["ops"]["matmul_fp32"]
+    assert op["ok"] is True and op["tolerance"] == kernels.TF32_TOLERANCE
+    assert op["dtype"] == "float32 (TF32 forced)"
+    facts = result.figures["float32_matmul"]
+    assert facts["forced_tf32"] is True
+    assert facts["forced_tf32_by"] == ("TORCH_ALLOW_TF32_CUBLAS_OVERRIDE",)
+    assert facts["environment"] == {"TORCH_ALLOW_TF32_CUBLAS_OVERRIDE": "1", "NVIDIA_TF32_OVERRIDE": None}
+    assert facts["float32_matmul_precision"] in ("highest", "high", "medium")
+    _serialisable(result.figures)
+
+
+def test_kernels_nvidia_tf32_override_also_counts_and_zero_does_not():
+    forced = kernels.check_kernels(_ctx("cpu"), ops=_tf32_matmul_ops(), environ={"NVIDIA_TF32_OVERRIDE": "1"})
+    assert forced.status is Status.WARN and "NVIDIA_TF32_OVERRIDE=1" in forced.reason
+    off = kernels.check_kernels(_ctx("cpu"), environ={"TORCH_ALLOW_TF32_CUBLAS_OVERRIDE": "0"})
+    assert off.status is Status.PASS and off.figures["float32_matmul"]["forced_tf32"] is False
+
+
+def test_kernels_forced_tf32_still_fails_an_op_that_is_wrong_even_for_tf32():
+    ops = _replace_op("matmul_fp32", compute=lambda a, b, rows: a @ b * 1.05)
+    result = kernels.check_kernels(_ctx("cpu"), ops=ops, environ={"TORCH_ALLOW_TF32_CUBLAS_OVERRIDE": "1"})
+    assert result.status is Status.FAIL
+    assert "TF32" in result.reason

@@ -92,3 +92,13 @@ def test_json_and_markdown_agree(tmp_path):
         assert check["title"] in md
     assert "| matmul | bf16 | 1.5 |" in md
     assert "`torch.backends.cuda.enable_flash_sdp(False)`" in md
+
+
+def test_critical_check_not_run_on_the_gpu_is_not_fully_probed_never_incompatible():
+    rs = [result("kernels", Status.PASS), result("attention", Status.SKIP)]
+    overall = derive_overall(rs, CRITICAL, True)
+    assert overall.status is Overall.INCOMPLETE and overall.exit_code == 0
+    assert "did not run" in overall.reason and "attention" in overall.reason
+    # a real failure still wins: the GPU could not do something
+    overall = derive_overall([result("kernels", Status.FAIL), result("attention", Status.SKIP)], CRITICAL, True)
+    assert overall.status is Overall.INCOMPATIBLE

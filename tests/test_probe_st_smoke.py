@@ -84,26 +84,67 @@ def test_load_model_uses_the_requested_dtype(small_model_path):
     assert model_facts(model)["attn_implementation"] == "sdpa"
 
 
-def test_model_not_found_offline_fails_with_what_to_do():
-    result = check_sentence_transformers(ctx("probe-tests/not-a-cached-model"))
-    assert result.status is Status.FAIL
+def test_model_not_found_offline_is_not_run_with_what_to_do():
+    """Not downloaded is not the GPU's fault: "not run" (SKIP), never a FAIL that says incompatible."""
+    result = check_sentence_transformers(ctx("probe-tests/not-a-cached-model", device="cuda"))
+    assert result.status is Status.SKIP
+    assert result.reason.startswith("not run: ")
     assert "could not be loaded" in result.reason
     assert "--model" in result.reason and "cache" in result.reason
     assert "\n" not in result.reason
     assert set(result.figures["dtypes"]) == {"float32"}  # half dtypes not tried after fp32 failed
 
 
-def test_nan_in_half_precision_fails(small_model):
+def _nan(e):
+    return e.fill_(float("nan"))
+
+
+def test_nan_in_half_precision_alone_warns_and_gates_that_dtype(small_model):
+    from bench.backends import PROBE_GATES
+    from bench.runner import gate_reason
+
     def loader(model, device, dtype):
         if dtype == "float16":
-            return FakeModel(BASE, transform=lambda e: e.fill_(float("nan")))
+            return FakeModel(BASE, transform=_nan)
         return small_model
 
-    result = check_sentence_transformers(ctx("small"), loader=loader)
-    assert result.status is Status.FAIL
-    assert "NaN/inf" in result.reason and "float16" in result.reason
+    result = check_sentence_transformers(ctx("small", device="cuda"), loader=loader)
+    assert result.status is Status.WARN  # fp32 and bf16 are fine: not "incompatible"
+    assert "NaN/inf in the float16" in result.reason and "skips float16" in result.reason
     assert result.figures["dtypes"]["float16"]["finite"] is False
     assert "float16" not in result.figures["half_vs_fp32_cosine"]
+    checks = {"sentence_transformers": {"status": "warn", "reason": result.reason, "figures": result.figures}}
+    assert "NaN/inf in the float16" in gate_reason(PROBE_GATES["native-fp16"], checks)
+    assert gate_reason(PROBE_GATES["native-bf16"], checks) is None
+    assert gate_reason(PROBE_GATES["native-fp32"], checks) is None
+
+
+def test_nan_in_every_dtype_fails():
+    nan = FakeModel(BASE, transform=_nan)
+    result = check_sentence_transformers(ctx("fake", device="cuda"),
+                                         loader=fake_loader({d: nan for d in ("float32", "float16", "bfloat16")}))
+    assert result.status is Status.FAIL
+    assert "no dtype gives finite vectors" in result.reason
+
+
+def test_nan_in_fp32_only_warns_gates_fp32_and_says_half_is_unchecked():
+    result = check_sentence_transformers(ctx("fake", device="cuda"),
+                                         loader=fake_loader({"float32": FakeModel(BASE, transform=_nan)}))
+    assert result.status is Status.WARN
+    assert "NaN/inf in the float32" in result.reason and "could not be checked against fp32" in result.reason
+
+
+@pytest.mark.parametrize("error, status", [
+    (RuntimeError("CUDA error: no kernel image is available for execution on the device"), Status.FAIL),
+    (RuntimeError("CUBLAS_STATUS_NOT_SUPPORTED when calling cublasGemmEx"), Status.FAIL),
+    (OSError("We couldn't connect to 'https://huggingface.co' to load the files"), Status.SKIP),
+    (OSError("You are trying to access a gated repo. Make sure to have access (401)"), Status.SKIP),
+    (ValueError("Unrecognized model in /models/x. Should have a `model_type` key"), Status.SKIP),
+])
+def test_fp32_load_failure_fails_only_for_device_errors(error, status):
+    result = check_sentence_transformers(ctx("fake", device="cuda"), loader=fake_loader({"float32": error}))
+    assert result.status is status, result.reason
+    assert "\n" not in result.reason
 
 
 def test_low_half_cosine_warns_naming_the_dtype():

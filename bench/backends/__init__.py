@@ -18,7 +18,7 @@ BackendFactory = Callable[[BackendSettings], EmbeddingBackend]
 class ProbeGate:
     """What probe.json must show before the bench loads a backend (checked by runner.gate_reason)."""
 
-    half_dtype: str | None = None  # the sentence_transformers check did not flag this dtype (NaN/inf, low cosine)
+    dtype: str | None = None  # the sentence_transformers check did not flag this dtype (NaN/inf, low cosine)
     needs_compile: bool = False  # the triton check passed (Triton and torch.compile ran and matched)
 
 
@@ -55,7 +55,8 @@ BACKENDS: dict[str, BackendFactory] = {
 
 # Backends absent here run without conditions.
 PROBE_GATES: dict[str, ProbeGate] = {
-    "native-fp16": ProbeGate(half_dtype="float16"),
-    "native-bf16": ProbeGate(half_dtype="bfloat16"),
-    "native-fp16-compile": ProbeGate(half_dtype="float16", needs_compile=True),
+    "native-fp32": ProbeGate(dtype="float32"),
+    "native-fp16": ProbeGate(dtype="float16"),
+    "native-bf16": ProbeGate(dtype="bfloat16"),
+    "native-fp16-compile": ProbeGate(dtype="float16", needs_compile=True),
 }

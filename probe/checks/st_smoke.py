@@ -11,6 +11,14 @@ way the bench will, and restored afterwards.
 On CPU both fp16 and bf16 are tried: bf16 is the usual CPU half type; fp16 runs on torch 2.13
 CPU but slowly (no fp16 GEMM on most CPUs). A half dtype that cannot run on CPU is recorded,
 not failed. torch and sentence-transformers are imported inside functions only.
+
+What the status means (the probe's "incompatible" must mean the GPU cannot serve the model):
+  FAIL  the native path cannot run on this device: no dtype gives finite vectors, or the
+        load/encode failed with a device error (CUDA/cuBLAS/cuDNN, "no kernel image", ...).
+  SKIP  not run: the model could not be loaded for a reason that is not the device (not
+        downloaded, no network, no token, a library error); the reason says how to fix it.
+  WARN  some dtype gives NaN/inf, drifts from fp32 or fails: the bench skips that dtype
+        (bench.backends.PROBE_GATES), the others are measured.
 """
 
 from __future__ import annotations
@@ -137,6 +145,22 @@ def load_failure_reason(model_name: str, device: str, error: str) -> str:
     )
 
 
+# Words in an exception's text that put the failure on the device, not on the model files.
+_DEVICE_ERROR_MARKERS = ("cuda", "cublas", "cudnn", "no kernel image", "device-side assert", "nvrtc",
+                         "out of memory", "illegal memory access", "sm_1")
+
+
+def is_device_error(error: str | None) -> bool:
+    """True when an error text ("Type: first line") blames the GPU or its software stack.
+
+    Anything else (missing files, hub unreachable, gated repo, a library bug) is not evidence
+    about the device: the check is then "not run", never a FAIL that would call the GPU
+    incompatible.
+    """
+    text = (error or "").lower()
+    return text.startswith(("acceleratorerror", "outofmemoryerror")) or any(m in text for m in _DEVICE_ERROR_MARKERS)
+
+
 def st_status(runs: Sequence[DtypeRun], cosines: dict[str, dict[str, float]], model_name: str, device: str,
               facts: dict[str, Any]) -> tuple[Status, str]:
     """Status and one-line reason from the per-dtype runs and the half-vs-fp32 cosine summaries."""
@@ -144,30 +168,36 @@ def st_status(runs: Sequence[DtypeRun], cosines: dict[str, dict[str, float]], mo
     prefix = "on CPU (target not probed): " if on_cpu else ""
     by_dtype = {r.dtype: r for r in runs}
     full = by_dtype.get(FULL)
-    if full is None or not full.loaded:
-        return Status.FAIL, prefix + load_failure_reason(model_name, device, full.error if full else "not run")
-    if full.error is not None:
-        return Status.FAIL, prefix + f"fp32 encode failed on {device}: {full.error}"
+    if full is None or not full.loaded or full.error is not None:
+        error = full.error if full else "not run"
+        if is_device_error(error):
+            step = "load" if full is None or not full.loaded else "encode"
+            return Status.FAIL, prefix + f"fp32 {step} failed on {device} with a device error: {error}"
+        if full is not None and full.loaded:
+            return Status.SKIP, prefix + f"not run: fp32 encode failed on {device} ({error}), not a device error"
+        return Status.SKIP, prefix + "not run: " + load_failure_reason(model_name, device, error)
+    finite = [r.dtype for r in runs if r.finite]
     non_finite = [r.dtype for r in runs if r.finite is False]
-    if non_finite:
-        return Status.FAIL, prefix + f"NaN/inf in the {', '.join(non_finite)} embeddings"
-    warnings = []
+    if not finite:
+        return Status.FAIL, prefix + f"no dtype gives finite vectors on {device}: NaN/inf in {', '.join(non_finite)}"
+    warnings = [f"NaN/inf in the {d} embeddings (the bench skips {d})" for d in non_finite]
+    if full.finite is False:
+        warnings.append("half precision could not be checked against fp32")
     for r in runs:
-        if r.dtype != FULL and r.error is not None:
-            where = "not usable on CPU" if on_cpu else "failed"
-            warnings.append(f"{r.dtype} {where}: {r.error}")
-    low = [f"{d} min cosine {c['min']:.4f} vs fp32" for d, c in cosines.items() if c["min"] < HALF_COSINE_WARN]
+        if r.dtype != FULL and r.error is not None and not on_cpu:
+            # A half dtype that cannot run on CPU says nothing about the target; on the device it does.
+            warnings.append(f"{r.dtype} failed: {r.error}")
+    warnings += [f"{d} min cosine {c['min']:.4f} vs fp32 (< {HALF_COSINE_WARN}; the bench skips {d})"
+                 for d, c in cosines.items() if c["min"] < HALF_COSINE_WARN]
     summary = (
         f"dim {facts.get('embedding_dim')}, max_seq_length {facts.get('max_seq_length')}, "
         f"attention {facts.get('attn_implementation')}, fp32 load {full.load_s} s; "
         + ", ".join(f"{d} cosine min {c['min']:.4f}" for d, c in cosines.items())
     )
-    if low:
-        return Status.WARN, prefix + f"half precision drifts: {'; '.join(low)} (< {HALF_COSINE_WARN}); {summary}"
-    # A half dtype that cannot run on CPU says nothing about the target; on the device it does.
-    if warnings and not on_cpu:
+    if warnings:
         return Status.WARN, prefix + "; ".join(warnings) + f"; {summary}"
-    note = f" ({'; '.join(warnings)})" if warnings else ""
+    unusable = [f"{r.dtype} not usable on CPU: {r.error}" for r in runs if r.error is not None]
+    note = f" ({'; '.join(unusable)})" if unusable else ""
     return Status.PASS, prefix + f"{model_name} encodes {len(TEXTS)} multilingual texts without NaN/inf; {summary}{note}"
 
 
@@ -189,7 +219,7 @@ def check_sentence_transformers(ctx: ProbeContext, *, loader: Loader = load_mode
             facts = model_facts(model)
         model = None  # drop each copy before the next load so two never sit on the device together
         _empty_cache(device)
-        if full.loaded and full.error is None:
+        if full.loaded and full.error is None:  # else there is no reference to judge half precision by
             for dtype in HALF_DTYPES:
                 run, model = run_dtype(loader, ctx.model, device, dtype, TEXTS)
                 runs.append(run)
