@@ -7,7 +7,9 @@ from typing import Any
 
 from bench.stats import Sample
 
-BENCH_SCHEMA_VERSION = 1
+# 2: per-text failures (text_failures, Measurement.excluded, QualityRecord.excluded) and
+#    repeated passes at the best throughput setting (params "repeat").
+BENCH_SCHEMA_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,9 @@ class Measurement:
     wall_s: float
     overhead_ms: tuple[float, ...] = ()  # caller wall minus backend-internal time, per call
     notes: tuple[str, ...] = ()
+    # Indices of the set's texts left out of this measurement: per-text failures of this
+    # backend or of a backend measured before it (see TextFailure); the rest were embedded.
+    excluded: tuple[int, ...] = ()
 
     @property
     def key(self) -> str:
@@ -49,6 +54,37 @@ class TruncationRecord:
 
 
 @dataclass(frozen=True)
+class TextFailure:
+    """A text this backend cannot embed: its call failed, alone, twice, with the same error.
+
+    Found by screening each set before timing (bench/screening.py); the scenarios then run
+    on the other texts. An infrastructure failure (unreachable, timeout, dropped connection)
+    is never one of these: that backend is not measured at all.
+    """
+
+    backend: str
+    text_set: str
+    index: int  # into the set's texts (bench.json workload)
+    error: str
+    http_status: int | None  # the server's answer, where there was one
+
+
+@dataclass(frozen=True)
+class ScreenRecord:
+    """One backend's screening of one text set (bench/screening.py), kept for --resume."""
+
+    backend: str
+    text_set: str
+    failures: tuple[TextFailure, ...]
+    flaky: tuple[int, ...]  # failed alone once, then worked: kept in the set
+    calls: int
+
+    @property
+    def failed_indices(self) -> frozenset[int]:
+        return frozenset(f.index for f in self.failures)
+
+
+@dataclass(frozen=True)
 class QualityRecord:
     control: str
     treatment: str
@@ -59,6 +95,7 @@ class QualityRecord:
     nonfinite_control: tuple[int, ...]
     nonfinite_treatment: tuple[int, ...]
     per_text_cosine: tuple[float, ...]  # raw values behind `cosine` (NaN where a vector was not finite)
+    excluded: tuple[int, ...] = ()  # texts either side could not embed: left out of every statistic
 
 
 @dataclass(frozen=True)

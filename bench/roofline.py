@@ -182,7 +182,6 @@ def roofline_rows(bench: Mapping[str, Any], probe: Mapping[str, Any] | None) -> 
     peaks = measured_peaks(probe)
     device_name = ((probe or {}).get("facts") or {}).get("device_name")
     sheet = datasheet_peak(device_name)
-    counts = {s["name"]: s["token_counts"] for s in bench["workload"]["sets"]}
     rows = []
     for f in all_figures(bench):
         best = f.best_throughput
@@ -191,7 +190,7 @@ def roofline_rows(bench: Mapping[str, Any], probe: Mapping[str, Any] | None) -> 
         description = (bench["backends"].get(f.backend) or {}).get("description") or {}
         rows.append(roofline_row(
             backend=f.backend, text_set=f.text_set, setting=best.label,
-            token_counts=capped_counts(counts[f.text_set], description.get("max_tokens")),
+            token_counts=capped_counts(best.token_counts, description.get("max_tokens")),
             wall_s=best.wall_s, shape=shape, dtype=description.get("dtype"), peaks=peaks, datasheet=sheet,
         ))
     return rows

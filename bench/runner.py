@@ -31,6 +31,8 @@ from bench.results import (
     Measurement,
     QualityRecord,
     RetrievalRecord,
+    ScreenRecord,
+    TextFailure,
     TruncationRecord,
 )
 from bench.stats import Sample, summarize
@@ -66,6 +68,7 @@ class RunState:
     quality: list[QualityRecord] = dataclasses.field(default_factory=list)
     retrieval: list[RetrievalRecord] = dataclasses.field(default_factory=list)
     failures: list[Failure] = dataclasses.field(default_factory=list)
+    screening: list[ScreenRecord] = dataclasses.field(default_factory=list)
     status: str = "running"
     created_at: str = dataclasses.field(
         default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -95,8 +98,18 @@ class RunState:
             "quality": to_jsonable(self.quality),
             "retrieval": to_jsonable(self.retrieval),
             "failures": to_jsonable(self.failures),
+            "screening": to_jsonable(self.screening),
         }
 
+    def screen_of(self, backend: str, text_set: str) -> ScreenRecord | None:
+        return next((r for r in self.screening if (r.backend, r.text_set) == (backend, text_set)), None)
+
+    def excluded_for(self, backend: str, text_set: str) -> tuple[int, ...]:
+        """Texts left out of this backend's measurements on this set (see analysis.excluded_for):
+        so both sides of a comparison run on the same texts where the backend order allows."""
+        from bench.analysis import excluded_for
+
+        return excluded_for(to_jsonable(self.screening), backend, text_set)
 
     def _measurement_payload(self, m: Measurement) -> dict[str, Any]:
         cached = self._measurement_json.get(m.key)
@@ -140,11 +153,17 @@ def restore_state(results_dir: Path, config_payload: dict[str, Any], digest: str
         kwargs["samples"] = tuple(Sample(**s) for s in m["samples"])
         kwargs["overhead_ms"] = tuple(m.get("overhead_ms", ()))
         kwargs["notes"] = tuple(m.get("notes", ()))
+        kwargs["excluded"] = tuple(m.get("excluded", ()))
         state.measurements.append(Measurement(**kwargs))
     for name, rec in data["backends"].items():
         state.backends[name] = BackendRecord(name=name, description=rec["description"], load=rec["load"],
                                              memory=tuple(rec["memory"]), error=rec["error"])
     state.failures.extend(Failure(**f) for f in data["failures"])
+    state.screening.extend(
+        ScreenRecord(r["backend"], r["text_set"], tuple(TextFailure(**f) for f in r["failures"]),
+                     tuple(r["flaky"]), r["calls"])
+        for r in data["screening"]
+    )
     state.truncation.extend(
         TruncationRecord(**{**t, **{k: tuple(t[k]) for k in ("expected_tokens", "reported_tokens", "truncated")}})
         for t in data["truncation"]
@@ -192,6 +211,61 @@ def truncation_record(backend: EmbeddingBackend, description: dict[str, Any], te
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class WorkingSet:
+    """The texts of one set a backend is measured on: all but `excluded` (per-text failures of
+    this backend and of the backends screened before it), in set order."""
+
+    name: str
+    indices: tuple[int, ...]  # into the whole set
+    texts: list[str]
+    tokens: list[int]
+    set_tokens: tuple[int, ...]  # the whole set's token counts (for per-text records)
+    excluded: tuple[int, ...]
+
+    def mark(self, measurement: Measurement) -> Measurement:
+        return dataclasses.replace(measurement, excluded=self.excluded)
+
+    def full_vectors(self, vectors: np.ndarray) -> np.ndarray:
+        """Working-set vectors placed at their set positions; NaN rows where a text was left out."""
+        full = np.full((len(self.set_tokens), vectors.shape[1]), np.nan, dtype=vectors.dtype)
+        full[list(self.indices)] = vectors
+        return full
+
+    def full_counts(self, reported: Sequence[int | None]) -> list[int | None]:
+        counts: list[int | None] = [None] * len(self.set_tokens)
+        for i, n in zip(self.indices, reported):
+            counts[i] = n
+        return counts
+
+
+async def screened_set(backend: EmbeddingBackend, description: dict[str, Any], ts, state: RunState,
+                       results_dir: Path, reporter: Reporter) -> WorkingSet | None:
+    """Screen the set once per backend (bench/screening.py; kept for --resume) and return the
+    texts to measure on; None when nothing is left (recorded as a failure)."""
+    from bench.batching import capped_counts
+    from bench.screening import screen_texts
+
+    texts, tokens = list(ts.texts), list(ts.token_counts)
+    if state.screen_of(backend.name, ts.name) is None:
+        with reporter.task(f"{backend.name} · {ts.name} · screen for per-text failures", len(texts)) as adv:
+            record = await screen_texts(backend, ts.name, texts, capped_counts(tokens, description.get("max_tokens")),
+                                        adv)
+        state.screening.append(record)
+        for failure in record.failures:
+            reporter.note(f"[yellow]{backend.name}[/]: cannot embed {ts.name} text {failure.index}: {failure.error}")
+        save(state, results_dir)
+    excluded = state.excluded_for(backend.name, ts.name)
+    indices = tuple(i for i in range(len(texts)) if i not in set(excluded))
+    if not indices:
+        state.failures.append(Failure(backend.name, ts.name, "screen",
+                                      "no text left to measure: every text failed on this or an earlier backend"))
+        save(state, results_dir)
+        return None
+    return WorkingSet(ts.name, indices, [texts[i] for i in indices], [tokens[i] for i in indices],
+                      tuple(tokens), excluded)
+
+
 async def measure_backend(backend: EmbeddingBackend, config: BenchConfig, text_sets, state: RunState,
                           results_dir: Path, reporter: Reporter,
                           probe_checks: dict[str, dict[str, Any]] | None = None, beir=None) -> None:
@@ -232,7 +306,10 @@ async def measure_backend(backend: EmbeddingBackend, config: BenchConfig, text_s
 
     try:
         for ts in text_sets:
-            texts, tokens = list(ts.texts), list(ts.token_counts)
+            working = await screened_set(backend, description, ts, state, results_dir, reporter)
+            if working is None:
+                continue
+            texts, tokens = working.texts, working.tokens
             await scenarios.warm_up(backend, texts, profile.warmup_calls)
             steps: list[tuple[str, dict[str, Any], Callable[[Callable[[int], None]], Any], int]] = [
                 ("single", {"calls": profile.single_latency_calls},
@@ -255,10 +332,9 @@ async def measure_backend(backend: EmbeddingBackend, config: BenchConfig, text_s
                 if skip(scenario, ts.name, **params):
                     continue
                 with reporter.task(f"{backend.name} · {ts.name} · {scenario} {_fmt(params)}", total) as adv:
-                    state.measurements.append(await run(adv))
+                    state.measurements.append(working.mark(await run(adv)))
                 save(state, results_dir)
-            await throughput_sweep(backend, description, ts, texts, tokens, config, state, results_dir,
-                                   reporter, skip)
+            await throughput_sweep(backend, description, working, config, state, results_dir, reporter, skip)
         if beir is not None and not any(r.backend == backend.name for r in state.retrieval):
             await retrieval_for(backend, beir, str(config.beir_dir), state, reporter)  # same load
             save(state, results_dir)
@@ -332,69 +408,106 @@ def _halved(params: dict[str, Any]) -> dict[str, Any] | None:
     return {**params, key: smaller} if smaller >= 1 else None
 
 
-async def throughput_sweep(backend, description, ts, texts, tokens, config, state, results_dir, reporter, skip):
-    """Whole-set passes for each entry of sweep_plan; halves a batch size or token budget that
-    runs out of memory.
+async def throughput_sweep(backend, description, working: WorkingSet, config, state, results_dir, reporter, skip):
+    """Whole-set passes for each entry of sweep_plan, then more passes at the best setting;
+    halves a batch size or token budget that runs out of memory.
 
     The input-order batch-size-1 pass also gives per-text token counts (truncation) and the
     vectors used for quality; where no such pass exists the first complete pass gives the vectors.
     Token-budget passes plan their batches from the token counts capped at the backend's max
     tokens (what it actually runs), the same counts analysis uses to know each batch's size.
+
+    The best setting (highest texts/s of its first pass) is passed over the whole set again
+    until it has `profile.best_setting_passes` passes (params gain {"repeat": k}): the decision
+    compares the two sides there, with a spread across whole passes, not within one.
     """
-    from bench import scenarios
-    from bench.batching import capped_counts
+    from bench import analysis
 
     pending = sweep_plan(config.profile, bool(description.get("one_call_per_text")))
     planned = [dict(p) for p in pending]
-    capped = capped_counts(tokens, description.get("max_tokens"))
-    have_vectors = load_vectors(results_dir, backend.name, ts.name) is not None
+    have_vectors = load_vectors(results_dir, backend.name, working.name) is not None
     while pending:
         params = pending.pop(0)
-        if skip("throughput", ts.name, **params):
+        if skip("throughput", working.name, **params):
             continue
-        label = _fmt(params)
-        try:
-            with reporter.task(f"{backend.name} · {ts.name} · throughput {label}", len(texts)) as adv:
-                if "token_budget" in params:
-                    result = await scenarios.token_budget_pass(backend, ts.name, texts, capped,
-                                                               params["token_budget"], adv)
-                else:
-                    result = await scenarios.throughput_pass(backend, ts.name, texts, tokens, params["batch_size"],
-                                                             adv, length_sorted=params.get("order") == "length")
-        except BackendOutOfMemory as err:
+        result = await _throughput_pass(backend, description, working, params, state, results_dir, reporter)
+        if result is None:
             smaller = _halved(params)
-            message = f"{label} did not fit in device memory ({err})"
-            state.failures.append(Failure(backend.name, ts.name, "throughput", message))
             if smaller is not None and smaller not in planned:
                 pending.insert(0, smaller)
                 planned.append(smaller)
-                reporter.note(f"{backend.name}: {message}; retrying with {_fmt(smaller)}")
-            save(state, results_dir)
+                reporter.note(f"{backend.name}: retrying with {_fmt(smaller)}")
             continue
-        state.measurements.append(result.measurement)
         first_pass = params == {"batch_size": 1}
         if result.vectors is not None and (first_pass or not have_vectors):
-            save_vectors(results_dir, backend.name, ts.name, result.vectors)
+            save_vectors(results_dir, backend.name, working.name, working.full_vectors(result.vectors))
             have_vectors = True
         if first_pass:
             state.truncation = [t for t in state.truncation
-                                if (t.backend, t.text_set) != (backend.name, ts.name)]
-            state.truncation.append(truncation_record(backend, description, ts.name, tokens,
-                                                      result.reported_tokens))
+                                if (t.backend, t.text_set) != (backend.name, working.name)]
+            state.truncation.append(truncation_record(backend, description, working.name, working.set_tokens,
+                                                      working.full_counts(result.reported_tokens)))
         save(state, results_dir)
+    best = analysis.best_first_pass(to_jsonable([m for m in state.measurements if m.backend == backend.name
+                                                 and m.text_set == working.name and m.scenario == "throughput"]),
+                                    len(working.set_tokens))
+    if best is None:
+        return
+    for repeat in range(1, config.profile.best_setting_passes):
+        params = {**best, "repeat": repeat}
+        if skip("throughput", working.name, **params):
+            continue
+        if await _throughput_pass(backend, description, working, params, state, results_dir, reporter) is None:
+            return  # out of memory at a setting that fitted before: recorded, no more repeats
+        save(state, results_dir)
+
+
+async def _throughput_pass(backend, description, working: WorkingSet, params: dict[str, Any], state: RunState,
+                           results_dir: Path, reporter: Reporter):
+    """One whole-set pass at `params` (batch size or token budget), recorded; None when it ran
+    out of device memory (recorded as a failure)."""
+    from bench import scenarios
+    from bench.batching import capped_counts
+
+    label = _fmt(params)
+    texts, tokens = working.texts, working.tokens
+    try:
+        with reporter.task(f"{backend.name} · {working.name} · throughput {label}", len(texts)) as adv:
+            if "token_budget" in params:
+                result = await scenarios.token_budget_pass(
+                    backend, working.name, texts, capped_counts(tokens, description.get("max_tokens")),
+                    params["token_budget"], adv)
+            else:
+                result = await scenarios.throughput_pass(backend, working.name, texts, tokens, params["batch_size"],
+                                                         adv, length_sorted=params.get("order") == "length")
+    except BackendOutOfMemory as err:
+        state.failures.append(Failure(backend.name, working.name, "throughput",
+                                      f"{label} did not fit in device memory ({err})"))
+        save(state, results_dir)
+        return None
+    measurement = working.mark(result.measurement)
+    if "repeat" in params:
+        measurement = dataclasses.replace(measurement, params=dict(params))
+    state.measurements.append(measurement)
+    return result
 
 
 def compare_quality(state: RunState, results_dir: Path, backend_names: Sequence[str], text_sets,
                     pairs_per_set: int, k: int, seed: int) -> None:
-    """Every pair of backends that both produced vectors for a text set, in config order."""
+    """Every pair of backends that both produced vectors for a text set, in config order.
+
+    Texts either backend left out (per-text failures, see screening) are left out of every
+    statistic and listed in the record's `excluded`; their NaN rows are not "non-finite vectors".
+    """
     from bench import quality
 
     state.quality = []
     for ts in text_sets:
         available = [(n, load_vectors(results_dir, n, ts.name)) for n in backend_names]
         available = [(n, v) for n, v in available if v is not None]
+        excluded = {name: set(state.excluded_for(name, ts.name)) for name, _ in available}
         for name, vectors in available:
-            rows = quality.nonfinite_rows(vectors)
+            rows = [r for r in quality.nonfinite_rows(vectors) if r not in excluded[name]]
             if rows:
                 shown = ", ".join(map(str, rows[:10])) + (", ..." if len(rows) > 10 else "")
                 failure = Failure(name, ts.name, "vectors",
@@ -402,22 +515,28 @@ def compare_quality(state: RunState, results_dir: Path, backend_names: Sequence[
                 if failure not in state.failures:
                     state.failures.append(failure)
         for (control, a), (treatment, b) in itertools.combinations(available, 2):
-            cosines = quality.paired_cosine(a, b)
-            n = len(ts.texts)
+            left_out = excluded[control] | excluded[treatment]
+            keep = np.array([i for i in range(len(a)) if i not in left_out], dtype=np.int64)
+            a_kept, b_kept = a[keep], b[keep]
+            cosines = np.full(len(a), np.nan)
+            cosines[keep] = quality.paired_cosine(a_kept, b_kept)
+            n = len(keep)
             # Rank statistics need at least three texts; a tiny user corpus gets cosines only.
-            spearman = (quality.pairwise_similarity_spearman(a, b, n_pairs=min(pairs_per_set, n * (n - 1) // 2),
-                                                             seed=seed) if n >= 3 else {})
-            neighbours = quality.neighbour_agreement(a, b, k=min(k, n - 1)) if n >= 3 else {}
+            spearman = (quality.pairwise_similarity_spearman(a_kept, b_kept,
+                                                             n_pairs=min(pairs_per_set, n * (n - 1) // 2), seed=seed)
+                        if n >= 3 else {})
+            neighbours = quality.neighbour_agreement(a_kept, b_kept, k=min(k, n - 1)) if n >= 3 else {}
             state.quality.append(QualityRecord(
                 control=control,
                 treatment=treatment,
                 text_set=ts.name,
-                cosine=to_jsonable(quality.summarize_cosine(cosines)),
+                cosine=to_jsonable(quality.summarize_cosine(cosines[keep])),
                 spearman=to_jsonable(spearman),
                 neighbours=to_jsonable(neighbours),
-                nonfinite_control=tuple(quality.nonfinite_rows(a)),
-                nonfinite_treatment=tuple(quality.nonfinite_rows(b)),
+                nonfinite_control=tuple(int(keep[r]) for r in quality.nonfinite_rows(a_kept)),
+                nonfinite_treatment=tuple(int(keep[r]) for r in quality.nonfinite_rows(b_kept)),
                 per_text_cosine=tuple(float(c) for c in cosines),
+                excluded=tuple(sorted(left_out)),
             ))
 
 

@@ -12,9 +12,8 @@ from bench.analysis import SetFigures, all_figures, backend_names, set_figures, 
 from bench.decision import (
     COSINE_MEAN_MIN,
     COSINE_P1_MIN,
-    MIGRATION_SPEEDUP,
     NEIGHBOUR_AGREEMENT_MIN,
-    SIMILAR_BELOW,
+    RULES,
     Decision,
     DecisionInputs,
     Outcome,
@@ -83,32 +82,73 @@ def _num(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def speed_comparisons(bench: dict[str, Any], control: str, treatment: str) -> list[SpeedComparison]:
-    out = []
+def speed_comparisons(bench: dict[str, Any], control: str, treatment: str
+                      ) -> tuple[list[SpeedComparison], list[SpeedComparison]]:
+    """(throughput, latency): native vs Ollama per text set. Throughput at each side's best
+    setting, its CI across whole passes; single-text latency p50, its CI across calls."""
+    throughput, latency = [], []
+    screening = bench.get("screening", [])
     for text_set in text_set_names(bench):
         c, t = set_figures(bench, control, text_set), set_figures(bench, treatment, text_set)
         cb, tb = c.best_throughput, t.best_throughput
         if cb and tb:
-            spread = _ratio_ci(tb.per_batch_rates, cb.per_batch_rates)
-            out.append(SpeedComparison(
-                text_set, "throughput (best setting)", tb.texts_per_s / cb.texts_per_s, *spread,
-                f"{format_value(tb.texts_per_s)} vs {format_value(cb.texts_per_s)} texts/s "
-                f"({tb.label} vs {cb.label})"))
+            spread = (ratio_with_spread(tb.pass_rates, cb.pass_rates)
+                      if min(len(tb.pass_rates), len(cb.pass_rates)) >= 2 else None)
+            throughput.append(SpeedComparison(
+                text_set, "throughput (best setting)", tb.texts_per_s / cb.texts_per_s,
+                spread.ci95_low if spread else None, spread.ci95_high if spread else None,
+                f"{format_value(tb.texts_per_s)} vs {format_value(cb.texts_per_s)} texts/s, "
+                f"{tb.label} vs {cb.label}, {tb.passes} vs {cb.passes} passes, "
+                + _texts_compared(screening, control, treatment, text_set, tb.texts + tb.excluded),
+                (tb.passes, cb.passes)))
         if c.single_samples_ms and t.single_samples_ms:
             r = ratio_with_spread(c.single_samples_ms, t.single_samples_ms)
-            out.append(SpeedComparison(
+            latency.append(SpeedComparison(
                 text_set, "single-text latency p50", r.ratio, r.ci95_low, r.ci95_high,
-                f"p50 {format_value(r.treatment_median)} vs {format_value(r.control_median)} ms "
-                f"(n={r.n_treatment}, {r.n_control})"))
-    return out
+                f"p50 {format_value(r.treatment_median)} vs {format_value(r.control_median)} ms, "
+                f"n={r.n_treatment}, {r.n_control}", (r.n_treatment, r.n_control)))
+    return throughput, latency
 
 
-def _ratio_ci(treatment_rates: tuple[float, ...], control_rates: tuple[float, ...]) -> tuple[float | None, float | None]:
-    # Rates: bigger is better, so treatment/control is ratio_with_spread(control=treatment...).
-    if len(treatment_rates) < 2 or len(control_rates) < 2:
-        return None, None
-    r = ratio_with_spread(treatment_rates, control_rates)
-    return r.ci95_low, r.ci95_high
+def _texts_compared(screening: list[dict[str, Any]], control: str, treatment: str, text_set: str,
+                    set_size: int) -> str:
+    from bench.analysis import excluded_for
+
+    left_out_c = set(excluded_for(screening, control, text_set))
+    left_out_t = set(excluded_for(screening, treatment, text_set))
+    if left_out_c == left_out_t:
+        return f"{set_size - len(left_out_c)} of {set_size} texts, the same on both sides"
+    return (f"native on {set_size - len(left_out_t)}, Ollama on {set_size - len(left_out_c)} of {set_size} texts "
+            "(different subsets: the backend that ran first could not embed some texts)")
+
+
+def text_failure_lines(bench: dict[str, Any], backend: str, other: str | None) -> list[str]:
+    """Per set, in words: how many texts `backend` could not embed, the error, and whether `other` could."""
+    from bench.analysis import text_failures
+
+    lines = []
+    for text_set in text_set_names(bench):
+        failed = text_failures(bench, backend, text_set)
+        if not failed:
+            continue
+        size = len(next(s for s in bench["workload"]["sets"] if s["name"] == text_set)["token_counts"])
+        errors: dict[str, int] = {}
+        for f in failed:
+            status = f" (HTTP {f['http_status']})" if f.get("http_status") and \
+                f"HTTP {f['http_status']}" not in f["error"] else ""
+            errors[f["error"] + status] = errors.get(f["error"] + status, 0) + 1
+        common = max(errors, key=errors.get)
+        more = f"; {len(errors) - 1} other error text(s)" if len(errors) > 1 else ""
+        line = f"{backend} could not embed {len(failed)} of {size} {text_set} texts: {common}{more}"
+        if other is not None:
+            other_failed = {f["index"] for f in text_failures(bench, other, text_set)}
+            both = len(other_failed & {f["index"] for f in failed})
+            if both == 0:
+                line += f"; {other} embeds " + ("it" if len(failed) == 1 else f"all {len(failed)}")
+            else:
+                line += f"; {other} also fails {both} of them"
+        lines.append(line)
+    return lines
 
 
 def mean_best_throughput(bench: dict[str, Any], name: str) -> float:
@@ -152,12 +192,13 @@ def decision_inputs(probe: dict[str, Any] | None, bench: dict[str, Any]) -> tupl
     if treatment is None:
         missing.append("the native side was not measured" + _failure_hint(bench, "native"))
     quality_ok, quality_problems = (None, [])
-    speed: list[SpeedComparison] = []
+    throughput: list[SpeedComparison] = []
+    latency: list[SpeedComparison] = []
     if control and treatment:
         quality_ok, quality_problems = quality_issues_for(bench, control, treatment)
-        speed = speed_comparisons(bench, control, treatment)
+        throughput, latency = speed_comparisons(bench, control, treatment)
     overall = (probe or {}).get("overall", {})
-    native_device = ((bench["backends"].get(treatment) or {}).get("description") or {}).get("device") if treatment else None
+    native_device = _description(bench, treatment).get("device") if treatment else None
     inputs = DecisionInputs(
         probe_status=overall.get("status") if probe else None,
         probe_target_probed=bool(overall.get("target_probed")),
@@ -166,12 +207,20 @@ def decision_inputs(probe: dict[str, Any] | None, bench: dict[str, Any]) -> tupl
         bench_complete=bench["status"] == "complete",
         native_device=native_device,
         missing=tuple(missing),
-        speed=tuple(speed),
+        throughput=tuple(throughput),
+        latency=tuple(latency),
         quality_ok=quality_ok,
         quality_issues=tuple(quality_problems),
         truncation_issues=tuple(truncation_issues(bench, control, treatment)),
+        ollama_placement=_description(bench, control).get("offload") if control else "gpu",
+        ollama_text_failures=tuple(text_failure_lines(bench, control, treatment)) if control else (),
+        native_text_failures=tuple(text_failure_lines(bench, treatment, control)) if treatment else (),
     )
     return inputs, control, treatment
+
+
+def _description(bench: dict[str, Any], backend: str | None) -> dict[str, Any]:
+    return ((bench["backends"].get(backend) or {}).get("description") or {}) if backend else {}
 
 
 def _failure_hint(bench: dict[str, Any], kind: str) -> str:
@@ -201,9 +250,10 @@ class VerdictContext:
     reasons: tuple[str, ...]
     control: str | None
     treatment: str | None
-    thresholds: tuple[tuple[str, str], ...]
+    rules: tuple[tuple[str, str], ...]  # (name, rule) from bench.decision.RULES
+    quality_rule: str
     speed: Table
-    driving: str | None
+    borderline: bool
     created_at: str
     bench_status: str
     profile: str
@@ -224,6 +274,8 @@ class VerdictContext:
     quality: Table
     retrieval: Table
     truncation: Table
+    text_failures: Table
+    known_issues: Table  # field reports (bench/data/field_knowledge.json) that match this run
     failures: Table
     nonfinite: tuple[str, ...]  # "backend on 'set': k of n vectors contain NaN or inf (...)"
     workload: Table
@@ -296,7 +348,7 @@ def quality_tables(bench: dict[str, Any]) -> dict[str, Table]:
         quality.append((q["treatment"], q["control"], q["text_set"], cos.get("count"), _num(cos.get("mean")),
                         _num(cos.get("min")), _num(cos.get("p1")), _num(sp.get("rho")), sp.get("n_pairs"),
                         _num(nb.get("mean")), nb.get("k"),
-                        len(q["nonfinite_control"]) + len(q["nonfinite_treatment"])))
+                        len(q["nonfinite_control"]) + len(q["nonfinite_treatment"]), len(q.get("excluded", ()))))
     retrieval = [(r["backend"], r["dataset"], r["queries"], r["ndcg_at_10"], r["recall_at_10"]) for r in bench["retrieval"]]
     truncation = []
     for t in bench["truncation"]:
@@ -305,7 +357,8 @@ def quality_tables(bench: dict[str, Any]) -> dict[str, Table]:
                            t["limit"], t["limit_source"], len(reported), len(t["truncated"])))
     return {
         "quality": _table("Vector agreement", ("backend", "vs", "set", "texts", "cosine mean", "cosine min", "cosine p1",
-                                               "Spearman rho", "pairs", "top-k agreement", "k", "non-finite"), quality),
+                                               "Spearman rho", "pairs", "top-k agreement", "k", "non-finite",
+                                               "left out (not embedded)"), quality),
         "retrieval": _table("BEIR retrieval", ("backend", "dataset", "queries", "nDCG@10", "Recall@10"), retrieval),
         "truncation": _table("Truncation (tokenizer count vs backend-reported count, per text)",
                              ("backend", "set", "texts", "max tokens in set", "limit", "limit source",
@@ -381,6 +434,39 @@ def environment_table(probe: dict[str, Any] | None, bench: dict[str, Any], contr
         ("Ollama options", control_desc.get("options"), "sent with each request"),
     ]
     return _table("Environment", ("what", "value", "source"), rows)
+
+
+def _ci(c: SpeedComparison) -> str:
+    return "n/a (fewer than 2 per side)" if c.ci95_low is None else f"{c.ci95_low:.2f}–{c.ci95_high:.2f}×"
+
+
+TEXT_EXCERPT_CHARS = 60
+
+
+def text_failures_table(bench: dict[str, Any]) -> Table:
+    """Every text a backend could not embed (screening), with the error and the start of the text."""
+    texts = {s["name"]: s.get("texts") or [] for s in bench["workload"]["sets"]}
+    rows = []
+    for record in bench.get("screening", []):
+        for f in record["failures"]:
+            text = texts.get(f["text_set"], [])
+            excerpt = text[f["index"]] if f["index"] < len(text) else ""
+            excerpt = " ".join(excerpt.split())
+            if len(excerpt) > TEXT_EXCERPT_CHARS:
+                excerpt = excerpt[:TEXT_EXCERPT_CHARS] + "…"
+            rows.append((f["backend"], f["text_set"], f["index"], f.get("http_status") or "",
+                         f["error"].replace("|", "\\|"), excerpt.replace("|", "\\|")))
+    return _table("Texts a backend could not embed (each failed alone, twice)",
+                  ("backend", "set", "text index", "HTTP status", "error", "text begins"), rows)
+
+
+def known_issues_table(bench: dict[str, Any]) -> Table:
+    from bench.field_knowledge import matches
+
+    rows = [(m.issue.cause, ", ".join(m.issue.upstream), m.issue.fix, m.evidence, m.ollama_version or "not recorded")
+            for m in matches(bench)]
+    return _table("Known causes (field reports matching this run)",
+                  ("known cause", "upstream", "what changes it", "seen here", "Ollama version"), rows)
 
 
 def probe_table(probe: dict[str, Any] | None) -> Table:
@@ -512,13 +598,11 @@ def build_context(probe: dict[str, Any] | None, bench: dict[str, Any],
     inputs, control, treatment = decision_inputs(probe, bench)
     decision = decide(inputs)
     items = measured_items(probe, bench)
-    speed_rows = [(s.text_set, s.metric, f"{s.ratio:.2f}×",
-                   "n/a (one sample)" if s.ci95_low is None else f"{s.ci95_low:.2f}–{s.ci95_high:.2f}×",
-                   s.detail) for s in inputs.speed]
-    driving = None
-    if decision.driving:
-        d = decision.driving
-        driving = f"{d.metric} on '{d.text_set}' ({d.ratio:.2f}×)"
+    speed_rows = [(s.comparison.text_set, s.comparison.metric, f"{s.comparison.ratio:.2f}×", _ci(s.comparison),
+                   s.speed_class.value + (" (borderline)" if s.borderline else ""), s.comparison.detail)
+                  for s in decision.sets]
+    speed_rows += [(c.text_set, c.metric, f"{c.ratio:.2f}×", _ci(c), "beside the decision", c.detail)
+                   for c in inputs.latency]
     native_desc = ((bench["backends"].get(treatment) or {}).get("description") or {}) if treatment else {}
     failures = [(f["backend"], f["text_set"] or "", f["scenario"], f["error"]) for f in bench["failures"]]
     ctx = VerdictContext(
@@ -527,17 +611,11 @@ def build_context(probe: dict[str, Any] | None, bench: dict[str, Any],
         reasons=decision.reasons,
         control=control,
         treatment=treatment,
-        thresholds=(
-            ("migration", f"native ≥ {MIGRATION_SPEEDUP}× faster in every text set, on throughput at each "
-                          "side's best setting (batch size or token budget) and on single-text latency p50"),
-            ("similar", f"slowest-case speed ratio < {SIMILAR_BELOW}×"),
-            ("quality", f"per-text cosine mean ≥ {COSINE_MEAN_MIN} and p1 ≥ {COSINE_P1_MIN}; "
-                        f"top-10 neighbour agreement ≥ {NEIGHBOUR_AGREEMENT_MIN}"),
-            ("issues", "any probe workaround, quality below threshold, or texts truncated by one side only"),
-        ),
+        rules=RULES,
+        quality_rule=dict(RULES)["quality"],
         speed=_table("Native vs Ollama speed ratio (> 1: native faster)",
-                     ("set", "metric", "ratio", "95% CI (bootstrap)", "figures"), speed_rows),
-        driving=driving,
+                     ("set", "metric", "ratio", "95% CI (bootstrap)", "reading", "figures"), speed_rows),
+        borderline=decision.borderline,
         created_at=bench.get("updated_at", ""),
         bench_status=bench["status"],
         profile=bench["config"]["profile"]["name"],
@@ -550,6 +628,8 @@ def build_context(probe: dict[str, Any] | None, bench: dict[str, Any],
         **roofline_tables(probe, bench),
         **backend_tables(bench),
         **quality_tables(bench),
+        text_failures=text_failures_table(bench),
+        known_issues=known_issues_table(bench),
         failures=_table("Failures recorded", ("backend", "set", "step", "error"), failures),
         nonfinite=tuple(f"{f['backend']} on '{f['text_set']}': {f['error']}"
                         for f in bench["failures"] if f["scenario"] == "vectors"),

@@ -29,7 +29,7 @@ class ResultsFileError(Exception):
 REQUIRED_FIELDS: dict[str, dict[str, type]] = {
     "bench": {"status": str, "created_at": str, "config": dict, "environment": dict, "workload": dict,
               "backends": dict, "measurements": list, "truncation": list, "quality": list,
-              "retrieval": list, "failures": list},
+              "retrieval": list, "failures": list, "screening": list},
     "probe": {"created_at": str, "config": dict, "facts": dict, "checks": list, "overall": dict},
 }
 

@@ -29,6 +29,8 @@ class FakeBehaviour:
     count_tokens: Callable[[str], int] | None = None  # None: the fake reports no token counts
     one_call_per_text: bool = False  # like Ollama's legacy /api/embeddings
     interrupt_after_calls: int | None = None  # raise KeyboardInterrupt, like Ctrl-C
+    fail_texts: frozenset[str] = frozenset()  # a call holding any of these fails, like bge-m3's NaN in Ollama
+    offload: str | None = "gpu"  # what an Ollama-kind fake reports as its placement (/api/ps)
     calls: int = field(default=0)
 
 
@@ -62,6 +64,8 @@ class FakeBackend:
             raise KeyboardInterrupt
         if b.fail_after_calls is not None and b.calls > b.fail_after_calls:
             raise BackendError("fake server died")
+        if b.fail_texts & set(texts):
+            raise BackendError("fake server answered HTTP 500: embedding contains NaN or Inf values", http_status=500)
         if b.max_batch is not None and len(texts) > b.max_batch:
             raise BackendOutOfMemory(f"{len(texts)} texts > {b.max_batch}")
         started = time.perf_counter()
@@ -88,4 +92,5 @@ class FakeBackend:
     def describe(self) -> dict:
         return {"kind": self.behaviour.kind, "device": "cuda", "model": "fake", "dtype": "float32",
                 "max_tokens": self.behaviour.token_limit, "max_tokens_source": "fake limit",
-                "one_call_per_text": self.behaviour.one_call_per_text}
+                "one_call_per_text": self.behaviour.one_call_per_text,
+                **({"offload": self.behaviour.offload} if self.behaviour.kind == "ollama" else {})}

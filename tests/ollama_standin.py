@@ -38,6 +38,12 @@ stored in the search index) and docs/api.md:
   api/types.go (ps: name, model, size, size_vram, digest, details, expires_at,
   context_length).
 
+NaN vectors (ollama/ollama#13572, #14657, #15582, #16625: bge-m3 gives NaN for some texts on
+some GPUs): `nan_for(texts)` makes the runner's vector NaN for exactly those texts. /api/embed
+then answers 500 "embedding contains NaN or Inf values" from its normalisation, failing the
+whole list; /api/embeddings, which does not normalise, fails to encode its answer: 500
+"failed to encode response: json: unsupported value: NaN" (the text users report).
+
 Fault injection (all thread-safe, settable while the server runs): `fail_with`
 (HTTP status + Ollama-style error body), `hang` (sleep before answering, e.g. past
 the client's timeout), `die_after` (after N embedded items the server stops: every
@@ -84,6 +90,7 @@ class Faults:
     die_after_items: int | None = None  # die once this many more items were embedded
     item_delay_s: float = 0.0  # extra seconds per embedded item
     model_missing: bool = False  # the model is not pulled
+    nan_texts: frozenset[str] = frozenset()  # texts whose runner output is NaN
 
 
 @dataclass
@@ -175,6 +182,9 @@ class OllamaStandIn:
 
     def fail_with(self, status: int, message: str) -> None:
         self.faults.error = (status, message)
+
+    def nan_for(self, texts) -> None:
+        self.faults.nan_texts = frozenset(texts)
 
     def hang(self, seconds: float) -> None:
         self.faults.hang_s = seconds
@@ -283,7 +293,7 @@ class OllamaStandIn:
             else:
                 self._loaded.expires_at = time.time() + seconds
 
-    def _embed_one(self, ids: list[int]) -> np.ndarray:
+    def _embed_one(self, text: str, ids: list[int]) -> np.ndarray:
         """One item through the single runner slot, with the per-item faults."""
         with self._runner_lock:
             if self._dead:
@@ -291,6 +301,8 @@ class OllamaStandIn:
             if self.faults.item_delay_s:
                 time.sleep(self.faults.item_delay_s)
             vector = self.raw_vector(ids)
+            if text in self.faults.nan_texts:
+                vector = np.full_like(vector, np.nan)
             if self.faults.die_after_items is not None:
                 self.faults.die_after_items -= 1
                 if self.faults.die_after_items < 0:
@@ -338,10 +350,14 @@ def _expires_at(expires: float) -> str:
     return datetime.fromtimestamp(expires, timezone.utc).isoformat()
 
 
+NAN_EMBED_ERROR = "embedding contains NaN or Inf values"
+NAN_ENCODE_ERROR = "failed to encode response: json: unsupported value: NaN"
+
+
 def _normalize(vec: np.ndarray) -> np.ndarray:
-    """routes.go normalize(): v / max(||v||, 1e-12); NaN/Inf is an error."""
+    """routes.go normalize(): v / max(||v||, 1e-12); NaN/Inf fails the request with a 500."""
     if not np.all(np.isfinite(vec)):
-        raise ValueError("embedding contains NaN or Inf values")
+        raise _HTTPError(500, NAN_EMBED_ERROR)
     return vec / max(float(np.sqrt(np.sum(vec.astype(np.float64) ** 2))), 1e-12)
 
 
@@ -584,7 +600,7 @@ class _Handler(BaseHTTPRequestHandler):
                 if not truncate:
                     raise _HTTPError(400, INPUT_TOO_LONG)
                 ids = s.tokenize(text, max_tokens=ctx_len)
-            vector = _normalize(s._embed_one(ids))
+            vector = _normalize(s._embed_one(text, ids))
             if 0 < dimensions < len(vector):
                 vector = _normalize(vector[:dimensions])
             embeddings.append(vector.astype(np.float32).tolist())
@@ -612,8 +628,10 @@ class _Handler(BaseHTTPRequestHandler):
         ids = s.tokenize(prompt)
         if len(ids) > s._ctx_len(loaded):
             raise _HTTPError(500, INPUT_TOO_LONG)
-        vector = s._embed_one(ids)
+        vector = s._embed_one(prompt, ids)
         s._finish(keep_alive)
+        if not np.all(np.isfinite(vector)):  # Go's encoding/json refuses NaN
+            raise _HTTPError(500, NAN_ENCODE_ERROR)
         return 200, {"embedding": [float(v) for v in vector]}
 
     def _generate(self, body: dict[str, Any]) -> tuple[int, Any]:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from bench.config import PROFILES, BenchConfig
+from bench.results import BENCH_SCHEMA_VERSION
 from bench.runner import run_bench
 from fake_backends import FakeBackend, FakeBehaviour
 from probe.output import read_results_json
@@ -36,7 +37,7 @@ def config_for(profile, results: Path, backends, host="http://127.0.0.1:9", **kw
 
 
 def read_bench(results: Path) -> dict:
-    return read_results_json(results / "bench.json", "bench", 1)
+    return read_results_json(results / "bench.json", "bench", BENCH_SCHEMA_VERSION)
 
 
 def test_native_and_standin_end_to_end(tmp_path, small_model_path, ollama_standin):
@@ -175,14 +176,34 @@ def test_nan_vectors_are_flagged_in_quality(tmp_path, small_model_path, fakes, m
     assert json.loads((tmp_path / "bench.json").read_text())  # still strict JSON
 
 
-def test_a_backend_with_one_call_per_text_gets_a_single_throughput_pass(tmp_path, small_model_path, fakes):
+def test_a_backend_with_one_call_per_text_gets_a_single_throughput_setting(tmp_path, small_model_path, fakes):
     fakes(**{"fake-legacy": FakeBehaviour(kind="ollama", one_call_per_text=True),
              "fake-native": FakeBehaviour(kind="native")})
     asyncio.run(run_bench(config_for(tiny_profile(small_model_path), tmp_path, ["fake-legacy", "fake-native"])))
-    passes = {(m["backend"], tuple(sorted(m["params"].items()))) for m in read_bench(tmp_path)["measurements"]
-              if m["scenario"] == "throughput" and m["text_set"] == "short"}
-    assert {p for b, p in passes if b == "fake-legacy"} == {(("batch_size", 1),)}
-    assert len({p for b, p in passes if b == "fake-native"}) > 1
+    passes = [(m["backend"], m["params"]) for m in read_bench(tmp_path)["measurements"]
+              if m["scenario"] == "throughput" and m["text_set"] == "short"]
+    legacy = [p for b, p in passes if b == "fake-legacy"]
+    assert legacy == [{"batch_size": 1}, {"batch_size": 1, "repeat": 1}, {"batch_size": 1, "repeat": 2}]
+    native_settings = {tuple(sorted((k, v) for k, v in p.items() if k != "repeat")) for b, p in passes
+                       if b == "fake-native"}
+    assert len(native_settings) > 1
+
+
+def test_the_best_setting_gets_three_whole_passes_and_the_point_their_median(tmp_path, small_model_path, fakes):
+    from bench.analysis import set_figures
+
+    fakes(**{"fake-native": FakeBehaviour(kind="native")})
+    asyncio.run(run_bench(config_for(tiny_profile(small_model_path), tmp_path, ["fake-native"])))
+    data = read_bench(tmp_path)
+    throughput = [m for m in data["measurements"] if m["scenario"] == "throughput" and m["text_set"] == "short"]
+    firsts = [m for m in throughput if "repeat" not in m["params"]]
+    best = max(firsts, key=lambda m: 1 / m["wall_s"])
+    repeats = [m for m in throughput if m["params"].get("repeat")]
+    assert [{k: v for k, v in m["params"].items() if k != "repeat"} for m in repeats] == [best["params"]] * 2
+    point = set_figures(data, "fake-native", "short").best_throughput
+    walls = sorted([best["wall_s"]] + [m["wall_s"] for m in repeats])
+    assert point.passes == 3
+    assert point.texts_per_s == pytest.approx(6 / walls[1])  # the median pass
 
 
 def test_beir_retrieval_runs_once_per_backend_with_its_measured_load(tmp_path, small_model_path, fakes):

@@ -1,42 +1,142 @@
-"""The ticket's outcome table, one test per outcome, including the honest 'Inconclusive'."""
+"""The ticket's outcome table with structure (issues 14 and 10): throughput decides, by its CI
+across passes; latency is reported beside; placement, per-text failures and uncertainty are
+part of the rule; Inconclusive only for missing evidence."""
 
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
-from bench.decision import MIGRATION_SPEEDUP, SIMILAR_BELOW, DecisionInputs, Outcome, SpeedComparison, decide
+from bench.decision import (
+    MIGRATION_SPEEDUP,
+    RULES,
+    SIMILAR_BELOW,
+    DecisionInputs,
+    Outcome,
+    SpeedClass,
+    SpeedComparison,
+    decide,
+    read_set,
+)
 
 
-def speed(*ratios):
-    return tuple(SpeedComparison(f"set{i}", "throughput (best batch size)", r, r * 0.9, r * 1.1, "")
+def tput(*ratios, spread=0.1, passes=3):
+    """One throughput comparison per set, CI ±spread·ratio (a tight CI unless asked otherwise)."""
+    return tuple(SpeedComparison(f"set{i}", "throughput (best setting)", r, r * (1 - spread), r * (1 + spread),
+                                 "test figures", (passes, passes)) for i, r in enumerate(ratios))
+
+
+def lat(*ratios):
+    return tuple(SpeedComparison(f"set{i}", "single-text latency p50", r, r * 0.95, r * 1.05, "p50 test", (200, 200))
                  for i, r in enumerate(ratios))
 
 
 BASE = DecisionInputs(
     probe_status="compatible", probe_target_probed=True, probe_reason="all critical checks passed",
-    workarounds=(), bench_complete=True, native_device="cuda", missing=(), speed=speed(3.0, 2.5),
-    quality_ok=True, quality_issues=(), truncation_issues=(),
+    workarounds=(), bench_complete=True, native_device="cuda", missing=(), throughput=tput(3.0, 2.5),
+    quality_ok=True, quality_issues=(), truncation_issues=(), latency=lat(1.1, 1.0),
 )
 
 
-def test_two_x_everywhere_and_no_issues_is_migration():
+def test_two_x_everywhere_with_tight_cis_and_no_issues_is_migration():
     decision = decide(BASE)
     assert decision.outcome is Outcome.MIGRATE
-    assert decision.driving.ratio == 2.5  # the slowest case drives the decision
+    assert [s.speed_class for s in decision.sets] == [SpeedClass.MIGRATION, SpeedClass.MIGRATION]
+    assert not decision.borderline
 
 
-def test_one_slow_set_below_the_bar_makes_it_conditional():
-    decision = decide(replace(BASE, speed=speed(3.0, 1.6)))
+def test_four_x_throughput_everywhere_with_latency_near_one_is_not_keep():
+    """GB10: one query text is memory-bound (both sides near the ~4 ms floor), so single-text
+    latency 1.2× must not turn a 4× throughput win into 'Keep Ollama'."""
+    decision = decide(replace(BASE, throughput=tput(4.0, 4.0, 4.0), latency=lat(1.2, 1.2, 1.2)))
+    assert decision.outcome is Outcome.MIGRATE
+    assert any("beside the decision" in r and "1.20×" in r for r in decision.reasons)
+
+
+def test_native_slower_on_one_set_is_called_slower_never_similar():
+    decision = decide(replace(BASE, throughput=tput(3.0, 1 / 3)))
+    assert decision.outcome is Outcome.CONDITIONAL  # mixed: faster on one set, slower on another
+    slow = next(r for r in decision.reasons if r.startswith("'set1'"))
+    assert "slower" in slow and "similar" not in slow
+    assert any("below the ticket's 2× bar on 'set1' (slower)" in r for r in decision.reasons)
+
+
+def test_native_slower_everywhere_keeps_ollama_and_says_slower():
+    decision = decide(replace(BASE, throughput=tput(0.5, 0.6)))
+    assert decision.outcome is Outcome.KEEP
+    assert all("slower" in r for r in decision.reasons if r.startswith("'set"))
+
+
+def test_similar_in_every_set_keeps_ollama():
+    decision = decide(replace(BASE, throughput=tput(1.05, 0.95, spread=0.05)))
+    assert decision.outcome is Outcome.KEEP
+    assert {s.speed_class for s in decision.sets} == {SpeedClass.SIMILAR}
+
+
+def test_faster_but_below_two_x_is_conditional_naming_the_sets():
+    decision = decide(replace(BASE, throughput=tput(3.0, 1.6)))
     assert decision.outcome is Outcome.CONDITIONAL
-    assert any(f"{MIGRATION_SPEEDUP}" in r for r in decision.reasons)
+    assert any(f"below the ticket's {MIGRATION_SPEEDUP:g}× bar on 'set1' (faster, below 2×)" in r
+               for r in decision.reasons)
+
+
+def test_ratio_2_02_with_ci_1_45_to_2_60_is_borderline_and_not_migration():
+    comparison = SpeedComparison("short", "throughput (best setting)", 2.02, 1.45, 2.60, "test", (3, 3))
+    decision = decide(replace(BASE, throughput=(comparison,)))
+    assert decision.outcome is Outcome.CONDITIONAL
+    assert decision.borderline
+    assert decision.sets[0].speed_class is SpeedClass.FASTER  # the conservative reading
+    reason = next(r for r in decision.reasons if r.startswith("'short'"))
+    assert "borderline" in reason and "crosses 2×" in reason and "passes per side" in reason
+    assert "lower end: faster, below 2×" in reason
+
+
+def test_borderline_at_the_similar_band_keeps_ollama_conservatively():
+    comparison = SpeedComparison("short", "throughput (best setting)", 1.3, 1.1, 1.5, "test", (3, 3))
+    decision = decide(replace(BASE, throughput=(comparison,)))
+    assert decision.outcome is Outcome.KEEP and decision.borderline
+
+
+def test_no_ci_cannot_claim_two_x():
+    comparison = SpeedComparison("short", "throughput (best setting)", 3.0, None, None, "one pass", (1, 1))
+    reading = read_set(comparison)
+    assert reading.speed_class is SpeedClass.FASTER and reading.borderline
+    assert decide(replace(BASE, throughput=(comparison,))).outcome is Outcome.CONDITIONAL
+
+
+def test_settle_estimate_is_consistent_with_the_ci_shrinking_as_one_over_root_n():
+    comparison = SpeedComparison("s", "throughput (best setting)", 2.2, 1.8, 2.6, "test", (3, 3))
+    reading = read_set(comparison)
+    # half width 0.4 at n=3; needs < 0.2 (= 2.2 - 2.0): n = 3 * (0.4/0.2)^2 = 12
+    assert "about 12 passes" in reading.settle
+
+
+@pytest.mark.parametrize("placement", ["partial", "cpu"])
+def test_ollama_partly_on_the_cpu_cannot_give_migration_and_says_so(placement):
+    decision = decide(replace(BASE, ollama_placement=placement))
+    assert decision.outcome is Outcome.INCONCLUSIVE
+    assert "CPU" in decision.reasons[0] and "size_vram" in decision.reasons[0]
+    assert "num_gpu" in decision.reasons[0]  # the fix
+
+
+def test_ollama_on_the_cpu_and_native_not_faster_still_keeps():
+    decision = decide(replace(BASE, throughput=tput(1.0, 0.9, spread=0.05), ollama_placement="cpu"))
+    assert decision.outcome is Outcome.KEEP
+
+
+def test_unreported_placement_makes_a_migration_conditional():
+    decision = decide(replace(BASE, ollama_placement=None))
+    assert decision.outcome is Outcome.CONDITIONAL
+    assert any("placement was not reported" in r for r in decision.reasons)
 
 
 @pytest.mark.parametrize("change", [
     {"workarounds": ("torch.backends.cuda.enable_flash_sdp(False)",)},
     {"quality_ok": False, "quality_issues": ("cosine below threshold",)},
     {"truncation_issues": ("'documents': ollama cut 40 texts, native-fp16 cut 0",)},
+    {"native_text_failures": ("native-fp16 could not embed 2 of 100 documents texts: out of device memory",)},
 ])
 def test_fast_but_with_issues_is_conditional(change):
     decision = decide(replace(BASE, **change))
@@ -45,10 +145,24 @@ def test_fast_but_with_issues_is_conditional(change):
     assert any(issue in r for r in decision.reasons)
 
 
-def test_similar_speed_keeps_ollama():
-    decision = decide(replace(BASE, speed=speed(1.1, 3.0)))
-    assert decision.outcome is Outcome.KEEP
-    assert decision.driving.ratio == 1.1 < SIMILAR_BELOW
+def test_ollama_per_text_failures_with_native_clean_and_fast_are_a_finding_not_inconclusive():
+    finding = ("ollama could not embed 3 of 40 short texts: embedding contains NaN or Inf values (HTTP 500); "
+               "native-fp32 embeds all 3")
+    decision = decide(replace(BASE, ollama_text_failures=(finding,)))
+    assert decision.outcome is Outcome.MIGRATE
+    assert finding in decision.reasons
+
+
+def test_native_per_text_failures_are_a_native_issue():
+    decision = decide(replace(BASE, native_text_failures=("native-fp32 could not embed 1 of 4 documents texts: x",)))
+    assert decision.outcome is Outcome.CONDITIONAL
+
+
+def test_a_dead_ollama_server_is_still_inconclusive():
+    decision = decide(replace(BASE, missing=("the Ollama side was not measured (Ollama not reachable at ...)",),
+                              throughput=(), quality_ok=None))
+    assert decision.outcome is Outcome.INCONCLUSIVE
+    assert "not reachable" in decision.reasons[0]
 
 
 def test_incompatible_probe_closes_the_td_whatever_the_speed():
@@ -61,12 +175,27 @@ def test_incompatible_probe_closes_the_td_whatever_the_speed():
     ({"missing": ("the Ollama side was not measured",)}, "Ollama side"),
     ({"probe_status": None}, "no probe results"),
     ({"probe_target_probed": False, "probe_status": "target not probed"}, "no CUDA device"),
+    ({"probe_status": "not fully probed", "probe_reason": "sentence_transformers: not run: model not downloaded"},
+     "not run"),
     ({"native_device": "cpu"}, "not on the target GPU"),
     ({"bench_complete": False}, "partial"),
-    ({"speed": ()}, "no speed comparison"),
+    ({"throughput": ()}, "no throughput comparison"),
     ({"quality_ok": None}, "no quality comparison"),
 ])
 def test_missing_evidence_is_inconclusive_and_says_what_is_missing(change, says):
     decision = decide(replace(BASE, **change))
     assert decision.outcome is Outcome.INCONCLUSIVE
     assert any(says in r for r in decision.reasons)
+
+
+def test_rules_are_the_readmes_decision_table():
+    """The README's decision table and every verdict print the same rule (bench.decision.RULES)."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    for name, rule in RULES:
+        assert f"| {name} | {rule} |" in readme, name
+
+
+def test_similar_band_is_symmetric_around_one():
+    assert read_set(tput(1 / SIMILAR_BELOW + 0.01, spread=0.0)[0]).speed_class is SpeedClass.SIMILAR
+    assert read_set(tput(1 / SIMILAR_BELOW, spread=0.0)[0]).speed_class is SpeedClass.SLOWER
+

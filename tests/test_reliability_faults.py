@@ -18,6 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from bench.cli import main as bench_cli
+from bench.results import BENCH_SCHEMA_VERSION
 from bench.runner import run_bench
 from probe.output import ResultsFileError, read_results_json, write_json_atomic
 from reliability_support import HookReporter, config_for, strict_json, tiny_profile
@@ -75,7 +76,7 @@ OLLAMA_FAULTS = [
     ("dies-mid-run", None, _at("ollama · short · concurrency", lambda s: s.die_after(1)),
      "incomplete: "),
     ("hangs-mid-run", None, _at("ollama · short · throughput batch_size=4", _hang),
-     "incomplete: 1 of "),
+     "incomplete: "),
     ("http-500-mid-run", None, _at("ollama · short · throughput", _http_500),
      f"incomplete: 5 of 10 calls failed (first: Ollama at http://127.0.0.1:"),
 ]
@@ -155,7 +156,8 @@ def test_cuda_oom_in_native_halves_the_batch_and_records_it(tmp_path, small_mode
     asyncio.run(run_bench(config, reporter))
     data = strict_json(tmp_path / "bench.json")
     sizes = {m["params"]["batch_size"] for m in data["measurements"] if m["scenario"] == "throughput"}
-    assert sizes == {1, 2} and too_big == [4]
+    # 4 texts were tried at once twice: screening (which then went text by text) and batch_size=4
+    assert sizes == {1, 2} and too_big == [4, 4]
     assert [f["error"] for f in data["failures"]] == [
         "batch_size=4 did not fit in device memory (out of memory embedding a batch of 4 on cpu)"]
     assert any("retrying with batch_size=2" in note for note in reporter.notes)
@@ -237,8 +239,11 @@ def test_nan_and_inf_vectors_are_counted_and_the_quality_section_says_so(
     quality_section = verdict_md[verdict_md.index("## Quality"):]
     assert "**Non-finite vectors**" in quality_section
     assert "native-fp32 on 'user': 2 of 4 vectors contain NaN or inf" in quality_section
-    row = next(line for line in quality_section.splitlines() if line.startswith("| native-fp32 | ollama | user"))
-    assert row.rstrip(" |").endswith("2")  # the table's non-finite column
+    lines = quality_section.splitlines()
+    header = next(line for line in lines if line.startswith("| backend | vs |")).strip(" |").split(" | ")
+    row = next(line for line in lines if line.startswith("| native-fp32 | ollama | user")).strip(" |").split(" | ")
+    assert row[header.index("non-finite")] == "2"
+    assert row[header.index("left out (not embedded)")] == "0"  # NaN vectors are embedded, just wrong
     assert "2 of 4 vectors contain NaN or inf" in verdict_md
 
 
@@ -290,7 +295,7 @@ def test_failing_save_mid_run_leaves_a_readable_bench_json(tmp_path, small_model
     config = config_for(tiny_profile(small_model_path), tmp_path, ["native-fp32"])
     with pytest.raises(OSError):
         asyncio.run(run_bench(config))
-    data = read_results_json(tmp_path / "bench.json", "bench", 1)  # intact, not half-written
+    data = read_results_json(tmp_path / "bench.json", "bench", BENCH_SCHEMA_VERSION)  # intact, not half-written
     assert data["status"] == "running" and len(data["measurements"]) >= 1
     assert _no_temp_files(tmp_path) == []
     monkeypatch.undo()
