@@ -31,6 +31,11 @@ def print_summary(console: Console, state) -> None:
             f"{format_value(top.requests_per_s)} ({top.callers})" if top else "not measured",
         )
     console.print(table)
+    for record in payload["screening"]:
+        if record["failures"]:
+            first = record["failures"][0]
+            console.print(f"[yellow]cannot embed[/] {record['backend']} {record['text_set']}: "
+                          f"{len(record['failures'])} text(s), e.g. text {first['index']}: {first['error']}")
     for failure in payload["failures"]:
         where = " ".join(x for x in (failure["text_set"], failure["scenario"]) if x)
         console.print(f"[red]failed[/] {failure['backend']} {where}: {failure['error']}")

@@ -428,10 +428,14 @@ def environment_table(probe: dict[str, Any] | None, bench: dict[str, Any], contr
         ("native model", bench["config"].get("resolved_model"), "bench config"),
         ("native device / dtype", f"{native_desc.get('device')} / {native_desc.get('dtype')}" if native_desc else None,
          "native backend"),
+        ("native fp32 matmul", _fp32_matmul_text(native_desc.get("float32_matmul")),
+         "torch.get_float32_matmul_precision, allow_tf32 read-back, TF32 override variables"),
         ("Ollama server", control_desc.get("server_version"), "GET /api/version"),
         ("Ollama model / digest", f"{control_desc.get('model')} / {control_desc.get('digest')}" if control_desc else None,
          "GET /api/ps or /api/tags"),
         ("Ollama options", control_desc.get("options"), "sent with each request"),
+        ("Ollama placement", control_desc.get("offload") or "not reported",
+         "GET /api/ps size_vram vs size (gpu: all in VRAM)"),
     ]
     return _table("Environment", ("what", "value", "source"), rows)
 
@@ -467,6 +471,15 @@ def known_issues_table(bench: dict[str, Any]) -> Table:
             for m in matches(bench)]
     return _table("Known causes (field reports matching this run)",
                   ("known cause", "upstream", "what changes it", "seen here", "Ollama version"), rows)
+
+
+def _fp32_matmul_text(facts: dict[str, Any] | None) -> str | None:
+    if not facts:
+        return None
+    if facts.get("forced_tf32"):
+        by = ", ".join(facts.get("forced_tf32_by") or ()) or "allow_tf32 reads back True"
+        return f"TF32 forced ({by}): native-fp32 ran as TF32"
+    return f"IEEE fp32 (precision '{facts.get('float32_matmul_precision')}')"
 
 
 def probe_table(probe: dict[str, Any] | None) -> Table:

@@ -103,3 +103,13 @@ def test_one_side_alone_does_not_tick_the_performance_questions():
         assert items[key][0] is False, key
     assert "one side only (native-fp16)" in items["throughput"][1]
     assert items["native_benchmarks"][0] is True and items["ollama_baseline"][0] is False
+
+
+def test_environment_says_when_native_fp32_ran_as_tf32():
+    from bench.verdict import _fp32_matmul_text
+
+    forced = {"forced_tf32": True, "forced_tf32_by": ["TORCH_ALLOW_TF32_CUBLAS_OVERRIDE"],
+              "float32_matmul_precision": "highest"}
+    assert _fp32_matmul_text(forced) == "TF32 forced (TORCH_ALLOW_TF32_CUBLAS_OVERRIDE): native-fp32 ran as TF32"
+    assert _fp32_matmul_text({"forced_tf32": False, "float32_matmul_precision": "highest"}).startswith("IEEE fp32")
+    assert _fp32_matmul_text(None) is None

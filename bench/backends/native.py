@@ -336,6 +336,7 @@ class NativeBackend:
             "compiled": "torch.compile(dynamic=True) via SentenceTransformer.compile; compile time is in the load"
             if self.compile_model else None,
             "versions": _versions(),
+            "float32_matmul": _float32_matmul(),
         }
         if self._model is not None:
             facts["dimension"] = self._model.get_embedding_dimension()
@@ -395,6 +396,18 @@ def _attn_implementation(model: Any) -> str | None:
     try:
         inner = getattr(model[0], "auto_model", None) or model.transformers_model
         return getattr(inner.config, "_attn_implementation", None)
+    except Exception:  # noqa: BLE001 - a description must never fail
+        return None
+
+
+def _float32_matmul() -> dict[str, Any] | None:
+    """What an fp32 matmul computes in this process (TF32 may be forced: see probe/checks/kernels.py)."""
+    try:
+        import torch
+
+        from probe.checks.kernels import float32_matmul_facts
+
+        return float32_matmul_facts(torch, os.environ).figures()
     except Exception:  # noqa: BLE001 - a description must never fail
         return None
 
