@@ -53,8 +53,9 @@ def known_issues() -> tuple[KnownIssue, ...]:
 
 
 def _version_tuple(version: str | None) -> tuple[int, ...] | None:
-    numbers = re.findall(r"\d+", version or "")
-    return tuple(int(n) for n in numbers[:3]) if numbers else None
+    """(major, minor, patch); None when unknown. Ollama built without a version says 0.0.0."""
+    numbers = tuple(int(n) for n in re.findall(r"\d+", version or "")[:3])
+    return numbers if numbers and any(numbers) else None
 
 
 def _ollama_backends(bench: dict[str, Any]) -> list[str]:

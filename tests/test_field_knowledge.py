@@ -40,6 +40,7 @@ def _bench_with(failures=(), truncation=(), version="0.31.0", longest=100):
     (_bench_with(version="0.12.9", longest=2000), ["split-batches-before-0.13.3"]),
     (_bench_with(version="0.12.9", longest=400), []),  # nothing past 512 tokens: the old bug cannot show
     (_bench_with(version="0.13.3", longest=2000), []),
+    (_bench_with(version="0.0.0", longest=2000), []),  # a source build without a version: unknown
     (_bench_with(), []),
 ])
 def test_field_knowledge_matches_what_bench_json_shows(bench, ids):
