@@ -47,8 +47,8 @@ class ThroughputPoint:
     @property
     def label(self) -> str:
         if self.token_budget is not None:
-            return f"≤{self.token_budget} tokens"
-        return f"batch {self.batch_size}" + (" (length-sorted)" if self.order == "length" else "")
+            return f"≤{self.token_budget:,} tokens"
+        return f"batch {self.batch_size:,}" + (" (length-sorted)" if self.order == "length" else "")
 
     @property
     def passes(self) -> int:

@@ -280,7 +280,7 @@ def perf_command(profile, backend_name, per_set, batch_size, rounds, device, res
     from bench.workload import WorkloadError, prepare_workload
     from probe.output import ResultsFileError, read_results_json
     from probe.result import PROBE_SCHEMA_VERSION
-    from probe.view import format_value
+    from probe.view import format_percent, format_value
 
     chosen = PROFILES[profile]
     name = backend_name or next((b for b in chosen.backends if b.startswith("native")), None)
@@ -304,23 +304,19 @@ def perf_command(profile, backend_name, per_set, batch_size, rounds, device, res
 
     console = Console()
     r = result.ratio
-    console.print(f"{result.backend} on {result.device} ({result.dtype}): {result.texts} texts, "
-                  f"{result.tokens} tokens, batch size {result.batch_size}, {result.rounds} rounds, {result.order}")
+    console.print(f"{result.backend} on {result.device} ({result.dtype}): {result.texts:,} texts, "
+                  f"{result.tokens:,} tokens, batch size {result.batch_size}, {result.rounds} rounds, {result.order}")
     console.print(f"bare model.encode pass: median {r.treatment_median * 1e3:.1f} ms; "
                   f"bench harness pass: median {r.control_median * 1e3:.1f} ms")
     console.print(f"harness / bare = {r.ratio:.4f} (95% CI {r.ci95_low:.4f}–{r.ci95_high:.4f}, "
                   f"n={r.n_control} each; overhead {100 * (r.ratio - 1):+.2f}%)")
     table = Table(title="Roofline (useful forward FLOPs at real token counts / median pass wall)")
-    for column in ("path", "tokens", "useful TFLOP", "wall s", "TFLOP/s", "peak dtype", "MFU (measured)",
+    for column in ("path", "tokens", "useful TFLOP", "wall (s)", "TFLOP/s", "peak dtype", "MFU (measured)",
                    "MFU (datasheet)"):
         table.add_column(column)
     for row in result.roofline:
-        table.add_row(row.backend, str(row.tokens), format_value(row.useful_tflop), format_value(row.wall_s),
-                      format_value(row.achieved_tflops), row.peak_key, _percent(row.mfu_measured),
-                      _percent(row.mfu_datasheet))
+        table.add_row(row.backend, format_value(row.tokens), format_value(row.useful_tflop), format_value(row.wall_s),
+                      format_value(row.achieved_tflops), row.peak_key, format_percent(row.mfu_measured),
+                      format_percent(row.mfu_datasheet))
     console.print(table)
     console.print(result.roofline_note)
-
-
-def _percent(fraction: float | None) -> str:
-    return "not available" if fraction is None else f"{100 * fraction:.3g}%"

@@ -21,7 +21,7 @@ from bench.decision import (
     decide,
 )
 from bench.stats import ratio_with_spread
-from probe.view import Table, format_value
+from probe.view import Column, Table, format_percent, format_value, make_table
 
 VERDICT_MD = "verdict.md"
 FOLLOW_UP_MD = "TD-follow-up.md"
@@ -97,7 +97,8 @@ def speed_comparisons(bench: dict[str, Any], control: str, treatment: str
             throughput.append(SpeedComparison(
                 text_set, "throughput (best setting)", tb.texts_per_s / cb.texts_per_s,
                 spread.ci95_low if spread else None, spread.ci95_high if spread else None,
-                f"{format_value(tb.texts_per_s)} vs {format_value(cb.texts_per_s)} texts/s, "
+                f"{format_value(tb.texts_per_s, FIGURE_DIGITS)} vs {format_value(cb.texts_per_s, FIGURE_DIGITS)} "
+                f"texts/s, "
                 f"{tb.label} vs {cb.label}, {tb.passes} vs {cb.passes} passes, "
                 + _texts_compared(screening, control, treatment, text_set, tb.texts + tb.excluded),
                 (tb.passes, cb.passes)))
@@ -105,7 +106,8 @@ def speed_comparisons(bench: dict[str, Any], control: str, treatment: str
             r = ratio_with_spread(c.single_samples_ms, t.single_samples_ms)
             latency.append(SpeedComparison(
                 text_set, "single-text latency p50", r.ratio, r.ci95_low, r.ci95_high,
-                f"p50 {format_value(r.treatment_median)} vs {format_value(r.control_median)} ms, "
+                f"p50 {format_value(r.treatment_median, FIGURE_DIGITS)} vs "
+                f"{format_value(r.control_median, FIGURE_DIGITS)} ms, "
                 f"n={r.n_treatment}, {r.n_control}", (r.n_treatment, r.n_control)))
     return throughput, latency
 
@@ -285,9 +287,27 @@ class VerdictContext:
     native_facts: tuple[tuple[str, str], ...]
 
 
-def _table(title: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> Table:
-    return Table(title, columns, tuple(tuple(format_value(v) if not isinstance(v, str) else v for v in r)
-                                       for r in rows))
+# Significant digits of measured figures (timings, rates, sizes): noise lives past the third.
+# Agreement figures are read against thresholds such as 0.99, so they keep four.
+FIGURE_DIGITS = 3
+AGREEMENT_DIGITS = 4
+
+
+def _plain(*headers: str) -> tuple[Column, ...]:
+    """Columns of text and counts: shown as they are (integers with grouped thousands)."""
+    return tuple(Column(h) for h in headers)
+
+
+def _figures(*headers: str, digits: int = FIGURE_DIGITS) -> tuple[Column, ...]:
+    return tuple(Column(h, digits) for h in headers)
+
+
+def _times(ratio: float) -> str:
+    return f"{format_value(ratio, FIGURE_DIGITS)}×"
+
+
+def _range(summary, digits: int = FIGURE_DIGITS) -> str:
+    return f"{format_value(summary.min, digits)}–{format_value(summary.max, digits)} (n={summary.count})"
 
 
 def _ms(summary) -> tuple[Any, ...]:
@@ -303,23 +323,27 @@ def performance_tables(bench: dict[str, Any]) -> dict[str, Table]:
     for f in figures:
         best = f.best_throughput
         for p in f.throughput:
-            spread = p.per_batch_texts_per_s
             throughput.append((f.backend, f.text_set, p.label, p.texts, p.texts_per_s, p.tokens_per_s,
-                               f"{format_value(spread.min)}–{format_value(spread.max)} (n={spread.count})",
-                               p.failures, "best" if best is p else ""))
+                               _range(p.per_batch_texts_per_s), p.failures, "best" if best is p else ""))
     concurrency = [(f.backend, f.text_set, c.callers, c.requests, c.latency_ms.failures, c.requests_per_s,
                     c.latency_ms.p50, c.latency_ms.p95) for f in figures for c in f.concurrency]
     overhead = [(f.backend, f.text_set, f.wrapper_overhead_ms.count, f.wrapper_overhead_ms.p50,
                  f.wrapper_overhead_ms.p95) for f in figures if f.wrapper_overhead_ms]
     return {
-        "single": _table("Single-text latency (ms)", ("backend", "set", "n", "failed", "p50", "p95", "p99", "mean", "stdev"), single),
-        "batch": _table("Batch latency (ms per call)", ("backend", "set", "batch", "n", "failed", "p50", "min", "max"), batch),
-        "throughput": _table("Throughput over the whole set", ("backend", "set", "setting", "texts", "texts/s", "tokens/s",
-                                                               "per-batch texts/s min–max", "failed batches", ""), throughput),
-        "concurrency": _table("Concurrent async callers", ("backend", "set", "callers", "requests", "failed", "req/s",
-                                                           "p50 ms", "p95 ms"), concurrency),
-        "overhead": _table("Wrapper overhead: caller wall minus backend-internal time (ms)",
-                           ("backend", "set", "n", "p50", "p95"), overhead),
+        "single": make_table("Single-text latency", (
+            *_plain("backend", "set", "n", "failed"),
+            *_figures("p50 (ms)", "p95 (ms)", "p99 (ms)", "mean (ms)", "stdev (ms)")), single),
+        "batch": make_table("Batch latency", (
+            *_plain("backend", "set", "batch (texts)", "n", "failed"), *_figures("p50 (ms)", "min (ms)", "max (ms)")),
+            batch),
+        "throughput": make_table("Throughput over the whole set", (
+            *_plain("backend", "set", "setting", "texts"), *_figures("texts/s", "tokens/s"),
+            *_plain("per-batch texts/s min–max", "failed batches", "")), throughput),
+        "concurrency": make_table("Concurrent async callers", (
+            *_plain("backend", "set", "callers", "requests", "failed"), *_figures("req/s", "p50 (ms)", "p95 (ms)")),
+            concurrency),
+        "overhead": make_table("Wrapper overhead: caller wall minus backend-internal time", (
+            *_plain("backend", "set", "n"), *_figures("p50 (ms)", "p95 (ms)")), overhead),
     }
 
 
@@ -336,8 +360,10 @@ def backend_tables(bench: dict[str, Any]) -> dict[str, Table]:
             value = None if m.get("bytes") is None else m["bytes"] / MIB
             memory.append((name, m["label"], value, m["source"]))
     return {
-        "load": _table("Cold model load (one load each, n=1)", ("backend", "wall s", "backend-reported s", "source"), load),
-        "memory": _table("Memory (MiB)", ("backend", "figure", "MiB", "source"), memory),
+        "load": make_table("Cold model load (one load each, n=1)", (
+            *_plain("backend"), *_figures("wall (s)", "backend-reported (s)"), *_plain("source")), load),
+        "memory": make_table("Memory", (*_plain("backend", "figure"), *_figures("size (MiB)"), *_plain("source")),
+                             memory),
     }
 
 
@@ -356,13 +382,17 @@ def quality_tables(bench: dict[str, Any]) -> dict[str, Table]:
         truncation.append((t["backend"], t["text_set"], len(t["expected_tokens"]), max(t["expected_tokens"], default=0),
                            t["limit"], t["limit_source"], len(reported), len(t["truncated"])))
     return {
-        "quality": _table("Vector agreement", ("backend", "vs", "set", "texts", "cosine mean", "cosine min", "cosine p1",
-                                               "Spearman rho", "pairs", "top-k agreement", "k", "non-finite",
-                                               "left out (not embedded)"), quality),
-        "retrieval": _table("BEIR retrieval", ("backend", "dataset", "queries", "nDCG@10", "Recall@10"), retrieval),
-        "truncation": _table("Truncation (tokenizer count vs backend-reported count, per text)",
-                             ("backend", "set", "texts", "max tokens in set", "limit", "limit source",
-                              "texts with a reported count", "texts cut"), truncation),
+        "quality": make_table("Vector agreement", (
+            *_plain("backend", "vs", "set", "texts"),
+            *_figures("cosine mean", "cosine min", "cosine p1", "Spearman rho", digits=AGREEMENT_DIGITS),
+            *_plain("pairs"), *_figures("top-k agreement", digits=AGREEMENT_DIGITS),
+            *_plain("k", "non-finite", "left out (not embedded)")), quality),
+        "retrieval": make_table("BEIR retrieval", (
+            *_plain("backend", "dataset", "queries"), *_figures("nDCG@10", "Recall@10", digits=AGREEMENT_DIGITS)),
+            retrieval),
+        "truncation": make_table("Truncation (tokenizer count vs backend-reported count, per text)", _plain(
+            "backend", "set", "texts", "max tokens in set", "limit (tokens)", "limit source",
+            "texts with a reported count", "texts cut"), truncation),
     }
 
 
@@ -372,8 +402,8 @@ def roofline_tables(probe: dict[str, Any] | None, bench: dict[str, Any]) -> dict
 
     rows = roofline_rows(bench, probe)
     table = [(r.backend, r.text_set, r.setting, r.tokens, r.useful_tflop, r.wall_s, r.achieved_tflops, r.peak_key,
-              r.measured_peak_tflops, _percent(r.mfu_measured), r.datasheet_peak_tflops, _percent(r.mfu_datasheet))
-             for r in rows]
+              r.measured_peak_tflops, format_percent(r.mfu_measured), r.datasheet_peak_tflops,
+              format_percent(r.mfu_datasheet)) for r in rows]
     config = bench["environment"].get("model_config") or {}
     shape = ModelShape.from_config(config)
     device = ((probe or {}).get("facts") or {}).get("device_name")
@@ -391,16 +421,12 @@ def roofline_tables(probe: dict[str, Any] | None, bench: dict[str, Any]) -> dict
                     else (sheet.source if sheet else "not in the table")))
     notes.extend(sorted({f"{r.backend}: {r.note}" for r in rows if r.note}))
     return {
-        "roofline": _table("Roofline at the best throughput setting",
-                           ("backend", "set", "setting", "useful tokens", "useful TFLOP", "wall s", "TFLOP/s",
-                            "peak dtype", "measured peak TFLOP/s", "MFU (measured)", "datasheet TFLOP/s",
-                            "MFU (datasheet)"), table),
+        "roofline": make_table("Roofline at the best throughput setting", (
+            *_plain("backend", "set", "setting", "useful tokens"), *_figures("useful TFLOP", "wall (s)", "TFLOP/s"),
+            *_plain("peak dtype"), *_figures("measured peak (TFLOP/s)"), *_plain("MFU (measured)"),
+            *_figures("datasheet peak (TFLOP/s)"), *_plain("MFU (datasheet)")), table),
         "roofline_notes": tuple(notes),
     }
-
-
-def _percent(fraction: float | None) -> str:
-    return "not available" if fraction is None else f"{100 * fraction:.3g}%"
 
 
 def _peaks_text(probe: dict[str, Any] | None) -> str:
@@ -419,7 +445,8 @@ def environment_table(probe: dict[str, Any] | None, bench: dict[str, Any], contr
     native_desc = ((bench["backends"].get(treatment) or {}).get("description") or {}) if treatment else {}
     rows = [
         ("GPU", facts.get("device_name"), "probe facts (torch.cuda)"),
-        ("compute capability", facts.get("device_capability"), "probe facts (torch.cuda.get_device_capability)"),
+        ("compute capability", ".".join(map(str, facts["device_capability"])) if facts.get("device_capability")
+         else None, "probe facts (torch.cuda.get_device_capability)"),
         ("driver", facts.get("driver_version"), "probe facts (NVML)"),
         ("CUDA (torch build)", facts.get("torch_cuda_version"), "probe facts (torch.version.cuda)"),
         ("torch", libs.get("torch"), "importlib.metadata"),
@@ -437,11 +464,12 @@ def environment_table(probe: dict[str, Any] | None, bench: dict[str, Any], contr
         ("Ollama placement", control_desc.get("offload") or "not reported",
          "GET /api/ps size_vram vs size (gpu: all in VRAM)"),
     ]
-    return _table("Environment", ("what", "value", "source"), rows)
+    return make_table("Environment", _plain("what", "value", "source"), rows)
 
 
 def _ci(c: SpeedComparison) -> str:
-    return "n/a (fewer than 2 per side)" if c.ci95_low is None else f"{c.ci95_low:.2f}–{c.ci95_high:.2f}×"
+    return ("n/a (fewer than 2 per side)" if c.ci95_low is None
+            else f"{format_value(c.ci95_low, FIGURE_DIGITS)}–{_times(c.ci95_high)}")
 
 
 TEXT_EXCERPT_CHARS = 60
@@ -460,8 +488,8 @@ def text_failures_table(bench: dict[str, Any]) -> Table:
                 excerpt = excerpt[:TEXT_EXCERPT_CHARS] + "…"
             rows.append((f["backend"], f["text_set"], f["index"], f.get("http_status") or "",
                          f["error"].replace("|", "\\|"), excerpt.replace("|", "\\|")))
-    return _table("Texts a backend could not embed (each failed alone, twice)",
-                  ("backend", "set", "text index", "HTTP status", "error", "text begins"), rows)
+    return make_table("Texts a backend could not embed (each failed alone, twice)",
+                      _plain("backend", "set", "text index", "HTTP status", "error", "text begins"), rows)
 
 
 def known_issues_table(bench: dict[str, Any]) -> Table:
@@ -469,8 +497,8 @@ def known_issues_table(bench: dict[str, Any]) -> Table:
 
     rows = [(m.issue.cause, ", ".join(m.issue.upstream), m.issue.fix, m.evidence, m.ollama_version or "not recorded")
             for m in matches(bench)]
-    return _table("Known causes (field reports matching this run)",
-                  ("known cause", "upstream", "what changes it", "seen here", "Ollama version"), rows)
+    return make_table("Known causes (field reports matching this run)",
+                      _plain("known cause", "upstream", "what changes it", "seen here", "Ollama version"), rows)
 
 
 def _fp32_matmul_text(facts: dict[str, Any] | None) -> str | None:
@@ -484,7 +512,7 @@ def _fp32_matmul_text(facts: dict[str, Any] | None) -> str | None:
 
 def probe_table(probe: dict[str, Any] | None) -> Table:
     rows = [(c["title"], c["status"], c["reason"].replace("|", "\\|")) for c in (probe or {}).get("checks", [])]
-    return _table("Probe checks", ("check", "status", "reason"), rows)
+    return make_table("Probe checks", _plain("check", "status", "reason"), rows)
 
 
 def workload_table(bench: dict[str, Any]) -> Table:
@@ -493,8 +521,9 @@ def workload_table(bench: dict[str, Any]) -> Table:
         counts = s["token_counts"]
         rows.append((s["name"], len(counts), s.get("target_tokens"), sum(counts) / len(counts) if counts else None,
                      min(counts, default=None), max(counts, default=None)))
-    return _table("Workload (tokens by the native model's tokenizer)",
-                  ("set", "texts", "target tokens", "mean tokens", "min", "max"), rows)
+    return make_table("Workload (tokens by the native model's tokenizer)", (
+        *_plain("set", "texts", "target tokens"), *_figures("mean tokens", digits=4),
+        *_plain("min tokens", "max tokens")), rows)
 
 
 def _check(probe: dict[str, Any] | None, name: str) -> dict[str, Any]:
@@ -611,10 +640,10 @@ def build_context(probe: dict[str, Any] | None, bench: dict[str, Any],
     inputs, control, treatment = decision_inputs(probe, bench)
     decision = decide(inputs)
     items = measured_items(probe, bench)
-    speed_rows = [(s.comparison.text_set, s.comparison.metric, f"{s.comparison.ratio:.2f}×", _ci(s.comparison),
+    speed_rows = [(s.comparison.text_set, s.comparison.metric, _times(s.comparison.ratio), _ci(s.comparison),
                    s.speed_class.value + (" (borderline)" if s.borderline else ""), s.comparison.detail)
                   for s in decision.sets]
-    speed_rows += [(c.text_set, c.metric, f"{c.ratio:.2f}×", _ci(c), "beside the decision", c.detail)
+    speed_rows += [(c.text_set, c.metric, _times(c.ratio), _ci(c), "beside the decision", c.detail)
                    for c in inputs.latency]
     native_desc = ((bench["backends"].get(treatment) or {}).get("description") or {}) if treatment else {}
     failures = [(f["backend"], f["text_set"] or "", f["scenario"], f["error"]) for f in bench["failures"]]
@@ -626,8 +655,8 @@ def build_context(probe: dict[str, Any] | None, bench: dict[str, Any],
         treatment=treatment,
         rules=RULES,
         quality_rule=dict(RULES)["quality"],
-        speed=_table("Native vs Ollama speed ratio (> 1: native faster)",
-                     ("set", "metric", "ratio", "95% CI (bootstrap)", "reading", "figures"), speed_rows),
+        speed=make_table("Native vs Ollama speed ratio (> 1: native faster)",
+                         _plain("set", "metric", "ratio", "95% CI (bootstrap)", "reading", "figures"), speed_rows),
         borderline=decision.borderline,
         created_at=bench.get("updated_at", ""),
         bench_status=bench["status"],
@@ -643,7 +672,7 @@ def build_context(probe: dict[str, Any] | None, bench: dict[str, Any],
         **quality_tables(bench),
         text_failures=text_failures_table(bench),
         known_issues=known_issues_table(bench),
-        failures=_table("Failures recorded", ("backend", "set", "step", "error"), failures),
+        failures=make_table("Failures recorded", _plain("backend", "set", "step", "error"), failures),
         nonfinite=tuple(f"{f['backend']} on '{f['text_set']}': {f['error']}"
                         for f in bench["failures"] if f["scenario"] == "vectors"),
         workload=workload_table(bench),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,16 +12,45 @@ from probe.result import CheckResult, ProbeReport, Status
 STATUS_MARK = {Status.PASS: "✅ pass", Status.WARN: "⚠️ warn", Status.FAIL: "❌ fail", Status.SKIP: "⏭️ skip"}
 
 
-def format_value(value: Any) -> str:
-    """One figure as text: floats to 4 significant digits, None as 'not available'."""
+DEFAULT_DIGITS = 4
+
+
+def format_number(value: float, digits: int | None = None) -> str:
+    """A number for people: thousands grouped, never scientific notation.
+
+    digits=N: exactly N significant digits, trailing zeros kept, so a table column reads at one
+    precision (175 -> "175.0" at 4); a number with more integer digits than N is rounded at the
+    Nth (12,345 -> "12,300" at 3). digits=None: integers as they are, other numbers to 4
+    significant digits with trailing zeros dropped (for figures in running text).
+    """
+    if isinstance(value, int) and (digits is None or abs(value) < 10**digits):
+        return f"{value:,}"
+    value = float(value)
+    if not math.isfinite(value):
+        return str(value)
+    if value == 0:
+        return "0"
+    rounded = float(f"{value:.{(digits or DEFAULT_DIGITS) - 1}e}")  # exact significant-digit rounding
+    decimals = max(0, (digits or DEFAULT_DIGITS) - 1 - math.floor(math.log10(abs(rounded))))
+    text = f"{rounded:,.{decimals}f}"
+    if digits is None and "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text
+
+
+def format_percent(fraction: float | None, digits: int = 3) -> str:
+    """A fraction as a percentage at `digits` significant digits; None as 'not available'."""
+    return "not available" if fraction is None else f"{format_number(100 * fraction, digits)}%"
+
+
+def format_value(value: Any, digits: int | None = None) -> str:
+    """One figure as text (format_number for numbers), None as 'not available'."""
     if value is None:
         return "not available"
     if isinstance(value, bool):
         return "yes" if value else "no"
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return str(value)
-        return f"{value:.4g}"
+    if isinstance(value, (int, float)):
+        return format_number(value, digits)
     if isinstance(value, (list, tuple)) and all(not isinstance(v, (dict, list, tuple)) for v in value):
         return ", ".join(format_value(v) for v in value) if value else "none"
     if isinstance(value, dict) and all(not isinstance(v, (dict, list, tuple)) for v in value.values()):
@@ -33,6 +63,22 @@ class Table:
     title: str
     columns: tuple[str, ...]
     rows: tuple[tuple[str, ...], ...]
+
+
+@dataclass(frozen=True)
+class Column:
+    """A table column: its header (naming the unit) and how many significant digits its numbers
+    get (None: counts and other integers as they are)."""
+
+    header: str
+    digits: int | None = None
+
+
+def make_table(title: str, columns: Sequence[Column], rows: Sequence[Sequence[Any]]) -> Table:
+    """Rows of raw values -> a Table of text: numbers at their column's digits, text as it is."""
+    return Table(title, tuple(c.header for c in columns), tuple(
+        tuple(v if isinstance(v, str) else format_value(v, c.digits) for c, v in zip(columns, row, strict=True))
+        for row in rows))
 
 
 @dataclass(frozen=True)

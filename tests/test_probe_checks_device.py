@@ -487,7 +487,7 @@ def test_kernels_wrong_result_fails_and_is_not_shared():
     result = kernels.check_kernels(ctx, ops=broken)
     assert result.status is Status.FAIL
     assert result.reason.startswith("1/8 ops failed on cpu: matmul_fp32: rel err")
-    assert "> tolerance 1e-05" in result.reason
+    assert "> tolerance 0.00001" in result.reason  # people read 0.00001, not 1e-05
     assert result.figures["ops"]["matmul_fp32"]["ok"] is False
     assert result.figures["ops"]["matmul_fp32"]["rel_err"] == pytest.approx(1e-3, rel=0.01)
     assert result.figures["ops"]["matmul_tf32"]["ok"] is True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -113,3 +114,83 @@ def test_environment_says_when_native_fp32_ran_as_tf32():
     assert _fp32_matmul_text(forced) == "TF32 forced (TORCH_ALLOW_TF32_CUBLAS_OVERRIDE): native-fp32 ran as TF32"
     assert _fp32_matmul_text({"forced_tf32": False, "float32_matmul_precision": "highest"}).startswith("IEEE fp32")
     assert _fp32_matmul_text(None) is None
+
+
+# ------------------------------------------------------------------ numbers for people
+
+GOLDEN = (RESULTS / "conditional.verdict.golden.md", RESULTS / "conditional.follow-up.golden.md")
+SCIENTIFIC = re.compile(r"\d(?:\.\d+)?[eE][+-]?\d")
+# Four or more digits in a row that are not part of a word, a decimal fraction, a path, a hash
+# or an issue reference (#13572).
+UNGROUPED = re.compile(r"(?<![\w.,:/#-])\d{4,}(?![\w])")
+NUMBER_CELL = re.compile(r"^-?\d{1,3}(?:,\d{3})*(?:\.\d+)?[%×]?$")
+NOT_A_FIGURE = {"not available", ""}
+UNIT_IN_HEADER = re.compile(r"\((?:ms|s|MiB|texts|tokens|TFLOP/s)\)|/s$|^TFLOP|TFLOP$|tokens|^MFU")
+# Counts and dimensionless figures: the header names what is counted or compared.
+UNITLESS_HEADERS = {"n", "failed", "texts", "failed batches", "callers", "requests", "calls", "pairs", "k",
+                    "non-finite", "texts with a reported count", "texts cut", "queries", "cosine mean",
+                    "cosine min", "cosine p1", "Spearman rho", "top-k agreement", "nDCG@10", "Recall@10",
+                    "left out (not embedded)", "text index", "HTTP status"}
+
+
+def markdown_tables(text: str) -> list[tuple[list[str], list[list[str]]]]:
+    """(header cells, row cells) of every pipe table; escaped pipes stay inside their cell."""
+    tables, block = [], []
+    for line in [*text.splitlines(), ""]:
+        if line.startswith("|"):
+            block.append([c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]])
+        elif block:
+            tables.append((block[0], block[2:]))
+            block = []
+    return tables
+
+
+def significant_digits(cell: str) -> tuple[int, bool]:
+    """(significant digits, has a decimal point) of a number cell such as '1,530', '0.00487', '3.85×'."""
+    digits = cell.strip("-%×").replace(",", "")
+    if "." in digits:
+        return len(digits.replace(".", "").lstrip("0")), True
+    return len(digits.lstrip("0")), False
+
+
+@pytest.mark.parametrize("golden", GOLDEN, ids=lambda p: p.name)
+def test_golden_has_no_scientific_notation_anywhere(golden):
+    assert SCIENTIFIC.findall(golden.read_text()) == []
+
+
+@pytest.mark.parametrize("golden", GOLDEN, ids=lambda p: p.name)
+def test_every_number_cell_of_every_table_is_written_for_people(golden):
+    tables = markdown_tables(golden.read_text())
+    assert len(tables) >= 2
+    for header, rows in tables:
+        for row in rows:
+            assert len(row) == len(header), row
+            for cell in row:
+                assert not SCIENTIFIC.search(cell) and not UNGROUPED.search(cell), (header, cell)
+        for i, title in enumerate(header):
+            cells = [r[i] for r in rows if r[i] not in NOT_A_FIGURE]
+            if not cells or not all(NUMBER_CELL.match(c) for c in cells):
+                continue  # a text column
+            carries_unit = all(c.endswith(("%", "×")) for c in cells)
+            assert carries_unit or UNIT_IN_HEADER.search(title) or title in UNITLESS_HEADERS, title
+            decimals = {significant_digits(c)[0] for c in cells if significant_digits(c)[1]}
+            assert len(decimals) <= 1, (title, cells)  # one precision per column
+            if decimals:
+                (column_digits,) = decimals
+                for c in cells:
+                    n, has_point = significant_digits(c)
+                    if not has_point and c != "0":  # 1,530 in a 3-digit column: rounded, never short
+                        assert n >= column_digits and len(c.replace(",", "").rstrip("0")) <= column_digits, (
+                            title, c)
+
+
+def test_a_number_written_badly_fails_the_cell_check(tmp_path):
+    """The check above can fail: a scientific figure, an ungrouped one and mixed precision are caught."""
+    bad = tmp_path / "bad.md"
+    for table in ("| backend | p50 (ms) |\n|---|---|\n| a | 1.213e+04 |\n",
+                  "| backend | tokens/s |\n|---|---|\n| a | 12130 |\n",
+                  "| backend | p50 (ms) |\n|---|---|\n| a | 1.37 |\n| b | 4.717 |\n",
+                  "| backend | p50 |\n|---|---|\n| a | 1.37 |\n"):
+        bad.write_text(table)
+        with pytest.raises(AssertionError):
+            test_every_number_cell_of_every_table_is_written_for_people(bad)

@@ -32,6 +32,7 @@ from typing import Any
 
 from probe.registry import ProbeContext
 from probe.result import CheckResult, Status
+from probe.view import format_number
 
 NAME = "attention"
 TITLE = "SDPA attention backends on BGE-M3 shapes"
@@ -213,7 +214,7 @@ def run_cell(
     if err_value is None:
         outcome, note = SKIPPED, "no fp32 reference for this combination"
     elif tolerance is not None and not err_value <= tolerance:
-        outcome, note = WRONG, f"max abs error {err_value:.3g} > tolerance {tolerance:g}"
+        outcome, note = WRONG, f"max abs error {format_number(err_value, 3)} > tolerance {format_number(tolerance)}"
     else:
         outcome, note = OK, None
     return Cell(**base, outcome=outcome, supported=True, ran=True, max_abs_err=err_value,

@@ -35,6 +35,7 @@ from typing import Any
 
 from probe.registry import ProbeContext
 from probe.result import CheckResult, Status
+from probe.view import format_number
 
 NAME = "kernels"
 TITLE = "Kernel smoke tests vs float64"
@@ -510,7 +511,7 @@ def check_kernels(ctx: ProbeContext, ops: Sequence[KernelOp] = DEFAULT_OPS,
         parts = [
             f"{o.name}: {o.error}"
             if o.error
-            else f"{o.name}: rel err {o.rel_err:.3g} > tolerance {o.tolerance:g}"
+            else f"{o.name}: rel err {format_number(o.rel_err, 3)} > tolerance {format_number(o.tolerance)}"
             for o in failed
         ]
         return CheckResult(
@@ -521,7 +522,7 @@ def check_kernels(ctx: ProbeContext, ops: Sequence[KernelOp] = DEFAULT_OPS,
             + (f" ({_tf32_warning(fp32)})" if fp32.forced else ""),
             figures=figures,
         )
-    rates = ", ".join(f"{k} {v:.3g}" for k, v in tflops.items())
+    rates = ", ".join(f"{k} {format_number(v, 3)}" for k, v in tflops.items())
     summary = f"{len(outcomes)} ops within tolerance on {ctx.device}" + (
         f"; matmul TFLOP/s (best): {rates}" if rates else "")
     if fp32.forced:

@@ -19,6 +19,7 @@ from typing import Any
 
 from probe.registry import ProbeContext
 from probe.result import CheckResult, Status
+from probe.view import format_number
 
 NAME = "triton"
 TITLE = "Triton / torch.compile"
@@ -90,7 +91,7 @@ def triton_vector_add(device: str, n: int = 98_432) -> SmokeOutcome:
         return SmokeOutcome("error", _first_line(err))
     if not torch.equal(out, x + y):
         max_err = float((out - (x + y)).abs().max())
-        return SmokeOutcome("mismatch", f"max abs error {max_err:.3g} vs torch", seconds)
+        return SmokeOutcome("mismatch", f"max abs error {format_number(max_err, 3)} vs torch", seconds)
     return SmokeOutcome("ok", f"triton {triton.__version__}", seconds)
 
 
@@ -120,7 +121,7 @@ def torch_compile_smoke(device: str, backend: str = "inductor") -> SmokeOutcome:
         return SmokeOutcome("error", _first_line(err))
     if not torch.allclose(got, expected, rtol=1e-5, atol=1e-5):
         max_err = float((got - expected).abs().max())
-        return SmokeOutcome("mismatch", f"max abs error {max_err:.3g} vs eager", seconds)
+        return SmokeOutcome("mismatch", f"max abs error {format_number(max_err, 3)} vs eager", seconds)
     return SmokeOutcome("ok", f"backend {backend}", seconds)
 
 
