@@ -13,6 +13,13 @@ from bench.batching import capped_counts, token_budget_batches
 from bench.stats import Sample, Summary, summarize
 
 
+# Scenarios whose calls never wait behind another call: there, caller wall minus the backend's
+# own time is what the wrapper costs. A call in the concurrency scenario also waits behind the
+# other callers (one worker thread, one Ollama runner); that wait is queueing, not wrapper cost,
+# and the concurrency table shows it.
+SEQUENTIAL_SCENARIOS = ("single", "batch", "throughput")
+
+
 def samples_of(measurement: dict[str, Any]) -> tuple[Sample, ...]:
     return tuple(Sample(**s) for s in measurement["samples"])
 
@@ -82,7 +89,7 @@ class SetFigures:
     batch_size: int | None
     throughput: tuple[ThroughputPoint, ...]
     concurrency: tuple[ConcurrencyPoint, ...]
-    wrapper_overhead_ms: Summary | None
+    wrapper_overhead_ms: Summary | None  # from SEQUENTIAL_SCENARIOS only
 
     @property
     def best_throughput(self) -> ThroughputPoint | None:
@@ -186,7 +193,7 @@ def set_figures(payload: dict[str, Any], backend: str, text_set: str) -> SetFigu
     description = (payload["backends"].get(backend) or {}).get("description") or {}
     single = by["single"][0] if by["single"] else None
     batch = by["batch"][0] if by["batch"] else None
-    overheads = [o for m in ms for o in m.get("overhead_ms", [])]
+    overheads = [o for m in ms if m["scenario"] in SEQUENTIAL_SCENARIOS for o in m.get("overhead_ms", [])]
     return SetFigures(
         backend=backend,
         text_set=text_set,
