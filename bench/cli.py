@@ -11,6 +11,7 @@ import click
 
 from bench.backends import BACKENDS
 from bench.config import PROFILES
+from probe.console import make_console
 
 EXIT_INTERRUPTED = 130
 
@@ -44,8 +45,6 @@ def main() -> None:
 def run(profile, backends, texts_file, beir_dir, results_dir, ollama_host, timeout_s, num_ctx, num_batch,
         device, resume) -> None:
     """Run the bench and write RESULTS/bench.json (raw samples, summaries, quality)."""
-    from rich.console import Console
-
     from bench.config import BenchConfig
     from bench.progress import RichReporter
 
@@ -57,7 +56,7 @@ def run(profile, backends, texts_file, beir_dir, results_dir, ollama_host, timeo
     config = BenchConfig(profile=PROFILES[profile], backends=chosen, results_dir=results_dir,
                          ollama_host=ollama_host, timeout_s=timeout_s, ollama_options=options,
                          texts_file=texts_file, beir_dir=beir_dir, device=device, resume=resume)
-    console = Console(stderr=True)
+    console = make_console(stderr=True)
     state = run_with_signals(config, console, RichReporter)
     from bench.summary import print_summary
 
@@ -182,14 +181,12 @@ def attach_command(ticket, results_dir, set_status, dry_run) -> None:
 
     A second run with the same results changes no byte of the ticket.
     """
-    from rich.console import Console
-
     from bench.attach import AttachError, attach_file
     from bench.decision import Outcome, decide
     from bench.verdict import FOLLOW_UP_MD, VERDICT_MD, decision_inputs, load_results, measured_items, status_line
     from probe.output import ResultsFileError
 
-    console = Console(stderr=True)
+    console = make_console(stderr=True)
     try:
         probe, bench = load_results(results_dir)
         decision = decide(decision_inputs(probe, bench)[0])
@@ -223,7 +220,6 @@ def attach_command(ticket, results_dir, set_status, dry_run) -> None:
 @click.argument("run_b", type=click.Path(dir_okay=False, path_type=Path))
 def compare(run_a: Path, run_b: Path) -> None:
     """Compare two bench.json files (A = before, B = after): each metric and its B/A ratio."""
-    from rich.console import Console
     from rich.table import Table
 
     from bench.compare import compare_runs
@@ -249,7 +245,7 @@ def compare(run_a: Path, run_b: Path) -> None:
         table.add_row(r.backend, r.text_set, r.metric, format_value(r.a), format_value(r.b),
                       f"[{style}]{ratio:.2f}×[/]" if ratio is not None and style else
                       (f"{ratio:.2f}×" if ratio is not None else "not measured"))
-    Console().print(table)
+    make_console().print(table)
 
 
 @main.command("perf")
@@ -269,7 +265,6 @@ def perf_command(profile, backend_name, per_set, batch_size, rounds, device, res
 
     A benchmark, not a test: it prints median(harness)/median(bare) with a bootstrap 95% interval.
     """
-    from rich.console import Console
     from rich.table import Table
 
     from bench.backends import BACKENDS
@@ -302,7 +297,7 @@ def perf_command(profile, backend_name, per_set, batch_size, rounds, device, res
     except (BackendError, ValueError, RuntimeError) as err:
         raise click.ClickException(str(err)) from None
 
-    console = Console()
+    console = make_console()
     r = result.ratio
     console.print(f"{result.backend} on {result.device} ({result.dtype}): {result.texts:,} texts, "
                   f"{result.tokens:,} tokens, batch size {result.batch_size}, {result.rounds} rounds, {result.order}")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from probe.console import make_console
 from probe.result import CheckResult, Overall, Status
 
 STATUS_STYLE = {Status.PASS: "green", Status.WARN: "yellow", Status.FAIL: "red", Status.SKIP: "dim"}
@@ -38,8 +39,6 @@ def main(results_dir: Path, profile: str, model: str | None, ollama_host: str, o
     RESULTS/probe.json and RESULTS/probe.md. Exit code: 0 compatible (with or without
     workarounds, or target not probed), 1 incompatible, 2 usage error.
     """
-    from rich.console import Console
-
     from bench.config import PROFILES, ConfigError, resolve_model
     from probe.checks import ALL_CHECKS, CRITICAL_CHECKS
     from probe.facts import collect_facts, detect_cuda_device
@@ -57,7 +56,7 @@ def main(results_dir: Path, profile: str, model: str | None, ollama_host: str, o
     except ConfigError as err:
         raise click.ClickException(str(err)) from None
     ollama_model = ollama_model or PROFILES[profile].ollama_model
-    console = Console(stderr=True)
+    console = make_console(stderr=True)
     ctx = ProbeContext(model=model, ollama_host=ollama_host, ollama_model=ollama_model,
                        device=detect_cuda_device(), quick=quick)
     console.print(f"[bold]Probe[/] on {ctx.device or 'CPU only (no CUDA device)'}: {len(checks)} checks")
