@@ -16,7 +16,7 @@ ifeq ($(RUNNER),auto)
 override RUNNER := $(shell docker info --format '{{json .Runtimes}}' 2>/dev/null | grep -q nvidia && echo docker || echo local)
 endif
 
-.PHONY: help setup test test-gpu probe bench bench-docker bench-local verdict attach compare perf lint-docker clean
+.PHONY: help setup test test-gpu fetch-model probe bench bench-docker bench-local verdict attach compare perf lint-docker clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-12s %s\n", $$1, $$2}'
@@ -33,12 +33,17 @@ test: ## the whole CPU test suite (what CI runs)
 test-gpu: ## tests that need a CUDA device
 	$(PYTHON) -m pytest -m gpu -q
 
+fetch-model: ## the native model into the HF cache, with progress (once; where a hub is reachable)
+	$(PYTHON) -m bench fetch-model --profile $(PROFILE)
+
 probe: ## run the probe here; writes $(RESULTS)/probe.json and probe.md
 	$(PYTHON) -m probe --profile $(PROFILE) --results $(RESULTS)
 
 bench: bench-$(RUNNER) ## probe, bench and verdict (PROFILE=td073|smoke); in compose on a Spark, else locally
 
+# The model check comes first: a model neither cached nor reachable stops the run at once.
 bench-local:
+	$(PYTHON) -m bench fetch-model --profile $(PROFILE)
 	-$(PYTHON) -m probe --profile $(PROFILE) --results $(RESULTS)
 	$(PYTHON) -m bench run --profile $(PROFILE) --results $(RESULTS) $(BENCH_ARGS)
 	$(PYTHON) -m bench verdict --results $(RESULTS)
@@ -47,6 +52,7 @@ bench-docker:
 	mkdir -p $(RESULTS)
 	docker compose up -d --wait ollama
 	docker compose exec ollama ollama show $(OLLAMA_MODEL) >/dev/null 2>&1 || docker compose exec ollama ollama pull $(OLLAMA_MODEL)
+	docker compose run --rm bench python -m bench fetch-model --profile $(PROFILE)
 	-docker compose run --rm probe python -m probe --profile $(PROFILE) --results /results
 	docker compose run --rm bench python -m bench run --profile $(PROFILE) --results /results $(BENCH_ARGS)
 	docker compose run --rm bench python -m bench verdict --results /results

@@ -57,11 +57,34 @@ def run(profile, backends, texts_file, beir_dir, results_dir, ollama_host, timeo
                          ollama_host=ollama_host, timeout_s=timeout_s, ollama_options=options,
                          texts_file=texts_file, beir_dir=beir_dir, device=device, resume=resume)
     console = make_console(stderr=True)
+    ensure_model_or_exit(config.profile.model, console)
     state = run_with_signals(config, console, RichReporter)
     from bench.summary import print_summary
 
     print_summary(console, state)
     console.print(f"wrote {results_dir / 'bench.json'} ({state.status})")
+
+
+def ensure_model_or_exit(spec: str, console) -> None:
+    """The up-front model check (bench/model_source.py): one line and exit 1 when it cannot be had."""
+    from bench.config import ConfigError
+    from bench.model_source import ModelUnavailable, ensure_model
+
+    try:
+        identity = ensure_model(spec, lambda line: console.print(line, markup=False))
+    except (ModelUnavailable, ConfigError) as err:
+        raise click.ClickException(str(err)) from None
+    console.print(f"native model: {identity.label} ({identity.revision_source})", markup=False)
+
+
+@main.command("fetch-model")
+@click.option("--profile", type=click.Choice(sorted(PROFILES)), default="td073", show_default=True,
+              help="Whose native model to fetch.")
+@click.option("--model", help="Hub name or local folder; overrides the profile's.")
+def fetch_model(profile: str, model: str | None) -> None:
+    """Make sure the native model is on this machine: says which revision the cache or folder holds,
+    downloads it (with progress) when it is missing and the hub is reachable, else says the ways on."""
+    ensure_model_or_exit(model or PROFILES[profile].model, make_console(stderr=True))
 
 
 def run_with_signals(config, console, reporter_cls):
@@ -281,6 +304,7 @@ def perf_command(profile, backend_name, per_set, batch_size, rounds, device, res
     name = backend_name or next((b for b in chosen.backends if b.startswith("native")), None)
     if name not in BACKENDS:
         raise click.UsageError(f"unknown backend {name!r}; known: {', '.join(BACKENDS)}")
+    ensure_model_or_exit(chosen.model, make_console(stderr=True))
     try:
         model = resolve_model(chosen.model)
         texts = perf_texts(prepare_workload(model, chosen, None).sets, per_set)

@@ -684,6 +684,10 @@ async def run_bench(config: BenchConfig, reporter: Reporter | None = None) -> Ru
         from bench.roofline import read_model_config
 
         state.environment["model_config"] = read_model_config(model)  # the roofline reads it, not the model
+    if not state.environment.get("native_model"):
+        from bench.model_source import model_identity
+
+        state.environment["native_model"] = to_jsonable(model_identity(config.profile.model))  # name, revision
     state.status = "running"
     save(state, results_dir)  # the resolved config is on disk before anything is measured
     probe_checks = read_probe_checks(results_dir)

@@ -443,6 +443,7 @@ def environment_table(probe: dict[str, Any] | None, bench: dict[str, Any], contr
     libs = bench["environment"].get("libraries", {})
     control_desc = ((bench["backends"].get(control) or {}).get("description") or {}) if control else {}
     native_desc = ((bench["backends"].get(treatment) or {}).get("description") or {}) if treatment else {}
+    identity = bench["environment"].get("native_model") or {}
     rows = [
         ("GPU", facts.get("device_name"), "probe facts (torch.cuda)"),
         ("compute capability", ".".join(map(str, facts["device_capability"])) if facts.get("device_capability")
@@ -452,7 +453,8 @@ def environment_table(probe: dict[str, Any] | None, bench: dict[str, Any], contr
         ("torch", libs.get("torch"), "importlib.metadata"),
         ("sentence-transformers", libs.get("sentence-transformers"), "importlib.metadata"),
         ("transformers", libs.get("transformers"), "importlib.metadata"),
-        ("native model", bench["config"].get("resolved_model"), "bench config"),
+        ("native model", native_model_label(bench), identity.get("revision_source", "bench config (no revision)")),
+        ("native model folder", identity.get("path") or bench["config"].get("resolved_model"), "bench config"),
         ("native device / dtype", f"{native_desc.get('device')} / {native_desc.get('dtype')}" if native_desc else None,
          "native backend"),
         ("native fp32 matmul", _fp32_matmul_text(native_desc.get("float32_matmul")),
@@ -465,6 +467,15 @@ def environment_table(probe: dict[str, Any] | None, bench: dict[str, Any], contr
          "GET /api/ps size_vram vs size (gpu: all in VRAM)"),
     ]
     return make_table("Environment", _plain("what", "value", "source"), rows)
+
+
+def native_model_label(bench: dict[str, Any]) -> str:
+    """The native model as name @ revision (bench.json's native_model); the configured model for
+    runs from before it was recorded."""
+    from bench.model_source import ModelIdentity
+
+    identity = bench["environment"].get("native_model")
+    return ModelIdentity(**identity).label if identity else str(bench["config"].get("resolved_model"))
 
 
 def _ci(c: SpeedComparison) -> str:
@@ -679,8 +690,8 @@ def build_context(probe: dict[str, Any] | None, bench: dict[str, Any],
         checklist=checklist_sections(items),
         next_steps=NEXT_STEPS[decision.outcome],
         plots=plots,
-        native_facts=tuple((k, format_value(native_desc.get(k))) for k in
-                           ("model", "dimension", "max_seq_length", "attn_implementation", "dtype")
+        native_facts=tuple((k, native_model_label(bench) if k == "model" else format_value(native_desc.get(k)))
+                           for k in ("model", "dimension", "max_seq_length", "attn_implementation", "dtype")
                            if k in native_desc),
     )
     return ctx, decision

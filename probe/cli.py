@@ -40,6 +40,7 @@ def main(results_dir: Path, profile: str, model: str | None, ollama_host: str, o
     workarounds, or target not probed), 1 incompatible, 2 usage error.
     """
     from bench.config import PROFILES, ConfigError, resolve_model
+    from bench.model_source import ModelUnavailable, ensure_model
     from probe.checks import ALL_CHECKS, CRITICAL_CHECKS
     from probe.facts import collect_facts, detect_cuda_device
     from probe.registry import ProbeContext
@@ -51,12 +52,19 @@ def main(results_dir: Path, profile: str, model: str | None, ollama_host: str, o
         raise click.UsageError(f"unknown check(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
     checks = [c for c in ALL_CHECKS if not only or c.name in only]
 
+    console = make_console(stderr=True)
+    spec = model or PROFILES[profile].model
     try:
-        model = resolve_model(model or PROFILES[profile].model)
+        model = resolve_model(spec)
+        if any(c.name == "sentence_transformers" for c in checks):
+            # Up front, so a model that is neither cached nor reachable costs one line here and a
+            # quick failure of that check, not the hub client's minutes of retries.
+            ensure_model(spec, lambda line: console.print(line, markup=False))
     except ConfigError as err:
         raise click.ClickException(str(err)) from None
+    except ModelUnavailable as err:
+        console.print(f"model: {err}", style="yellow", markup=False, highlight=False)
     ollama_model = ollama_model or PROFILES[profile].ollama_model
-    console = make_console(stderr=True)
     ctx = ProbeContext(model=model, ollama_host=ollama_host, ollama_model=ollama_model,
                        device=detect_cuda_device(), quick=quick)
     console.print(f"[bold]Probe[/] on {ctx.device or 'CPU only (no CUDA device)'}: {len(checks)} checks")
