@@ -59,8 +59,12 @@ Loader = Callable[[str, str, str], Any]
 def load_model(model: str, device: str, dtype: str) -> Any:
     """SentenceTransformer(model) on `device`, weights in `dtype` ("float32", "float16", "bfloat16")."""
     import torch
+    import transformers
     from sentence_transformers import SentenceTransformer
 
+    # Three loads, each drawing "Loading weights" bars that litter a CI log; a download, if one
+    # was needed, showed its progress up front (bench/model_source.py).
+    transformers.utils.logging.disable_progress_bar()
     return SentenceTransformer(model, device=device, model_kwargs={"dtype": getattr(torch, dtype)})
 
 
