@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from probe.checks.attention import check_attention
+from probe.checks.ceilings import check_ceilings
 from probe.checks.environment import check_environment
 from probe.checks.gpu import check_gpu
 from probe.checks.kernels import check_kernels
@@ -17,6 +18,7 @@ ALL_CHECKS: tuple[Check, ...] = (
     Check("gpu", "GPU and driver (NVML)", check_gpu),
     Check("torch_build", "PyTorch build covers the device", check_torch_build),
     Check("kernels", "Kernel smoke tests vs float64", check_kernels),
+    Check("ceilings", "Roofline ceilings: memory bandwidth (and matmul on a CPU)", check_ceilings),
     Check("attention", "SDPA attention backends on BGE-M3 shapes", check_attention),
     Check("triton", "Triton / torch.compile", check_triton),
     Check("sentence_transformers", "sentence-transformers model smoke", check_sentence_transformers),
