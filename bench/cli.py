@@ -282,7 +282,8 @@ def compare(run_a: Path, run_b: Path) -> None:
 @click.option("--device", help="Device (default: cuda when available, else cpu).")
 @click.option("--results", "results_dir", type=click.Path(file_okay=False, path_type=Path),
               default=Path("results"), show_default=True,
-              help="Folder whose probe.json (if any) gives the measured matmul peak for the roofline.")
+              help="Folder whose probe.json (if any) gives the roofline's ceilings (matmul peak, bandwidth); "
+                   "without ceilings for this device they are measured now.")
 def perf_command(profile, backend_name, per_set, batch_size, rounds, device, results_dir) -> None:
     """Harness overhead (bench native backend vs a bare model.encode loop, alternating) and the roofline.
 
@@ -329,13 +330,17 @@ def perf_command(profile, backend_name, per_set, batch_size, rounds, device, res
                   f"bench harness pass: median {r.control_median * 1e3:.1f} ms")
     console.print(f"harness / bare = {r.ratio:.4f} (95% CI {r.ci95_low:.4f}–{r.ci95_high:.4f}, "
                   f"n={r.n_control} each; overhead {100 * (r.ratio - 1):+.2f}%)")
-    table = Table(title="Roofline (useful forward FLOPs at real token counts / median pass wall)")
-    for column in ("path", "tokens", "useful TFLOP", "wall (s)", "TFLOP/s", "peak dtype", "MFU (measured)",
-                   "MFU (datasheet)"):
+    table = Table(title="Roofline of the median pass: attainable = max(FLOPs / matmul peak, bytes / bandwidth), "
+                        "reached = attainable / wall (formulae: bench/roofline.py)")
+    for column in ("path", "tokens", "calls", "useful TFLOP", "GB moved", "compute s", "memory s", "bound", "wall s",
+                   "reached", "TFLOP/s", "peak dtype", "MFU (measured)", "MFU (datasheet)"):
         table.add_column(column)
     for row in result.roofline:
-        table.add_row(row.backend, format_value(row.tokens), format_value(row.useful_tflop), format_value(row.wall_s),
+        table.add_row(row.backend, str(row.tokens), str(row.calls), format_value(row.useful_tflop),
+                      format_value(row.gbytes), format_value(row.bound.compute_s), format_value(row.bound.memory_s),
+                      row.bound.kind, format_value(row.wall_s), format_percent(row.reached),
                       format_value(row.achieved_tflops), row.peak_key, format_percent(row.mfu_measured),
                       format_percent(row.mfu_datasheet))
     console.print(table)
-    console.print(result.roofline_note)
+    for note in result.roofline_notes:
+        console.print(f"- {note}")

@@ -14,7 +14,8 @@ every round (AB, BA, AB, ...), so drift (thermal, caches, other load) falls on b
 equally; one untimed pass of each comes first. The figure is
 ratio = median(harness walls) / median(bare walls) with the percentile-bootstrap 95%
 interval of stats.ratio_with_spread; 1.02 means the harness adds 2%.
-The roofline rows use the same walls (bench/roofline.py).
+The roofline rows use the same walls against both ceilings (bench/roofline.py): the probe's
+when probe.json measured this kind of device, else measured now with the probe's own checks.
 """
 
 from __future__ import annotations
@@ -24,7 +25,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bench.roofline import RooflineRow
+from bench.roofline import (
+    Ceilings,
+    ModelShape,
+    RooflineRow,
+    precision_of,
+    probe_ceilings,
+    roofline_row,
+    vendor_figures,
+)
 from bench.stats import RatioSummary
 
 
@@ -42,7 +51,7 @@ class PerfResult:
     harness_s: tuple[float, ...]
     ratio: RatioSummary  # control = harness, treatment = bare: median(harness) / median(bare)
     roofline: tuple[RooflineRow, ...]
-    roofline_note: str  # why the roofline is empty, or what its peak is
+    roofline_notes: tuple[str, ...]  # the model, the ceilings and where they came from, assumptions
 
 
 def batches_of(n: int, batch_size: int) -> list[slice]:
@@ -92,35 +101,53 @@ async def measure_overhead(backend: Any, texts: Sequence[str], batch_size: int,
     return tuple(bare), tuple(harness)
 
 
-def perf_roofline(model_config: dict[str, Any], token_counts: Sequence[int], bare_s: Sequence[float],
-                  harness_s: Sequence[float], dtype: str, peaks: dict[str, float],
-                  device_name: str | None) -> tuple[tuple[RooflineRow, ...], str]:
-    """Roofline rows for the median bare and harness pass; empty (with why) without a model config."""
-    import statistics
+def ceilings_measured_here(device: str) -> dict[str, Any]:
+    """A probe.json-shaped record of the ceilings measured now, on `device`, with the probe's own checks
+    (quick sizes): for `bench perf` when probe.json has none for the device the perf runs on."""
+    import dataclasses
 
-    from bench.roofline import ModelShape, datasheet_peak, peak_key, roofline_row
+    from probe.checks.ceilings import check_ceilings
+    from probe.checks.kernels import check_kernels
+    from probe.registry import ProbeContext
+
+    on_gpu = str(device).startswith("cuda")
+    ctx = ProbeContext(model="", ollama_host="", ollama_model="", device=device if on_gpu else None, quick=True)
+    checks = [check_ceilings(ctx), *([check_kernels(ctx)] if on_gpu else [])]
+    return {"config": {"device": ctx.device}, "checks": [dataclasses.asdict(c) for c in checks]}
+
+
+def perf_ceilings(probe: dict[str, Any] | None, device: str) -> tuple[Ceilings, str]:
+    """The probe's ceilings when it measured this kind of device, else ones measured now; and where from."""
+    kind = "cuda" if str(device).startswith("cuda") else "cpu"
+    recorded = probe_ceilings(probe)
+    if recorded is not None and recorded.device == kind and recorded.bandwidth_gbs is not None:
+        return recorded, "probe.json"
+    return probe_ceilings(ceilings_measured_here(device)), f"measured now on {kind} (no probe.json ceilings for it)"
+
+
+def perf_roofline(model_config: dict[str, Any], token_counts: Sequence[int], calls: int, bare_s: Sequence[float],
+                  harness_s: Sequence[float], description: dict[str, Any], ceilings: Ceilings | None,
+                  device_name: str | None) -> tuple[RooflineRow, ...]:
+    """Roofline rows for the median bare and harness pass; empty without a readable model config."""
+    import statistics
 
     shape = ModelShape.from_config(model_config)
     if shape is None:
-        return (), f"no roofline: model config not readable ({model_config.get('error', 'missing numbers')})"
-    sheet = datasheet_peak(device_name)
-    rows = tuple(
+        return ()
+    vendor = vendor_figures(device_name) if ceilings is not None and ceilings.device == "cuda" else None
+    return tuple(
         roofline_row(backend=label, text_set="perf texts", setting="median pass", token_counts=token_counts,
-                     wall_s=statistics.median(walls), shape=shape, dtype=dtype, peaks=peaks, datasheet=sheet)
+                     calls=calls, wall_s=statistics.median(walls), shape=shape, precision=precision_of(description),
+                     ceilings=ceilings, vendor=vendor)
         for label, walls in (("bare model.encode", bare_s), ("bench harness", harness_s))
     )
-    key = peak_key(dtype)[0]
-    note = (f"peak: probe matmul {key} " + (f"{peaks[key]:.4g} TFLOP/s" if key in peaks else "not measured (no probe.json "
-            "kernels figures; the probe skips kernels without a GPU)")
-            + f"; datasheet: {sheet.tflops if sheet and sheet.tflops else (sheet.source if sheet else 'GPU not in the table')}")
-    return rows, note
 
 
 async def run_perf(backend: Any, texts: Sequence[str], *, batch_size: int, rounds: int,
                    model_config: dict[str, Any], probe: dict[str, Any] | None) -> PerfResult:
     """Load the backend, measure, unload. `backend` must expose its SentenceTransformer as `.model`."""
     from bench.batching import capped_counts
-    from bench.roofline import measured_peaks
+    from bench.roofline_view import ceilings_note, model_note
     from bench.stats import ratio_with_spread
 
     if rounds < 2:
@@ -135,7 +162,11 @@ async def run_perf(backend: Any, texts: Sequence[str], *, batch_size: int, round
     finally:
         await backend.unload()
     device_name = description.get("device_name") or ((probe or {}).get("facts") or {}).get("device_name")
-    rows, note = perf_roofline(model_config, counts, bare, harness, backend.dtype, measured_peaks(probe), device_name)
+    ceilings, source = perf_ceilings(probe, str(description.get("device")))
+    rows = perf_roofline(model_config, counts, len(batches_of(len(texts), batch_size)), bare, harness, description,
+                         ceilings, device_name)
+    notes = (model_note(ModelShape.from_config(model_config), model_config, "read for this run"),
+             f"ceilings from {source}: " + ceilings_note(ceilings), *dict.fromkeys(r.note for r in rows if r.note))
     return PerfResult(
         backend=backend.name,
         device=str(description.get("device")),
@@ -149,7 +180,7 @@ async def run_perf(backend: Any, texts: Sequence[str], *, batch_size: int, round
         harness_s=harness,
         ratio=ratio_with_spread(harness, bare),
         roofline=rows,
-        roofline_note=note,
+        roofline_notes=notes,
     )
 
 

@@ -20,8 +20,9 @@ from bench.decision import (
     SpeedComparison,
     decide,
 )
+from bench.roofline_view import RooflineView, roofline_view
 from bench.stats import ratio_with_spread
-from probe.view import Column, Table, format_percent, format_value, make_table
+from probe.view import Column, Table, format_value, make_table
 
 VERDICT_MD = "verdict.md"
 FOLLOW_UP_MD = "TD-follow-up.md"
@@ -271,8 +272,7 @@ class VerdictContext:
     load: Table
     memory: Table
     overhead: Table
-    roofline: Table
-    roofline_notes: tuple[str, ...]
+    roofline: RooflineView
     quality: Table
     retrieval: Table
     truncation: Table
@@ -394,47 +394,6 @@ def quality_tables(bench: dict[str, Any]) -> dict[str, Table]:
             "backend", "set", "texts", "max tokens in set", "limit (tokens)", "limit source",
             "texts with a reported count", "texts cut"), truncation),
     }
-
-
-def roofline_tables(probe: dict[str, Any] | None, bench: dict[str, Any]) -> dict[str, Any]:
-    """Useful TFLOP/s and MFU per backend and set (bench/roofline.py), with the notes behind them."""
-    from bench.roofline import ModelShape, datasheet_peak, roofline_rows
-
-    rows = roofline_rows(bench, probe)
-    table = [(r.backend, r.text_set, r.setting, r.tokens, r.useful_tflop, r.wall_s, r.achieved_tflops, r.peak_key,
-              r.measured_peak_tflops, format_percent(r.mfu_measured), r.datasheet_peak_tflops,
-              format_percent(r.mfu_datasheet)) for r in rows]
-    config = bench["environment"].get("model_config") or {}
-    shape = ModelShape.from_config(config)
-    device = ((probe or {}).get("facts") or {}).get("device_name")
-    sheet = datasheet_peak(device)
-    notes = []
-    if shape is None:
-        notes.append("no model config recorded in bench.json "
-                     f"({config.get('error', 'run before the roofline existed')}): no roofline")
-    else:
-        notes.append(f"model: {shape.layers} layers, hidden {shape.hidden}, intermediate {shape.intermediate}, "
-                     f"{shape.heads} heads, vocabulary {shape.vocab} (the model config recorded in bench.json)")
-    notes.append("measured peak: " + (_peaks_text(probe) or "not measured (no probe kernels check with matmul rates)"))
-    notes.append(f"datasheet peak (dense BF16) for {device or 'no GPU'}: "
-                 + (f"{format_value(sheet.tflops)} TFLOP/s ({sheet.source})" if sheet and sheet.tflops
-                    else (sheet.source if sheet else "not in the table")))
-    notes.extend(sorted({f"{r.backend}: {r.note}" for r in rows if r.note}))
-    return {
-        "roofline": make_table("Roofline at the best throughput setting", (
-            *_plain("backend", "set", "setting", "useful tokens"), *_figures("useful TFLOP", "wall (s)", "TFLOP/s"),
-            *_plain("peak dtype"), *_figures("measured peak (TFLOP/s)"), *_plain("MFU (measured)"),
-            *_figures("datasheet peak (TFLOP/s)"), *_plain("MFU (datasheet)")), table),
-        "roofline_notes": tuple(notes),
-    }
-
-
-def _peaks_text(probe: dict[str, Any] | None) -> str:
-    from bench.roofline import measured_peaks
-
-    peaks = measured_peaks(probe)
-    return ", ".join(f"{k} {format_value(v)}" for k, v in sorted(peaks.items())) + (" TFLOP/s (probe matmul, best)"
-                                                                                     if peaks else "")
 
 
 def environment_table(probe: dict[str, Any] | None, bench: dict[str, Any], control: str | None,
@@ -678,7 +637,7 @@ def build_context(probe: dict[str, Any] | None, bench: dict[str, Any],
         probe_checks=probe_table(probe),
         workarounds=tuple((probe or {}).get("overall", {}).get("workarounds", ())),
         **performance_tables(bench),
-        **roofline_tables(probe, bench),
+        roofline=roofline_view(probe, bench, control),
         **backend_tables(bench),
         **quality_tables(bench),
         text_failures=text_failures_table(bench),

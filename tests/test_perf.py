@@ -27,8 +27,22 @@ def test_run_perf_on_a_tiny_input(small_model_path):
     assert result.ratio.n_control == 2 and result.ratio.ratio > 0
     assert result.ratio.ci95_low <= result.ratio.ratio <= result.ratio.ci95_high
     assert [r.backend for r in result.roofline] == ["bare model.encode", "bench harness"]
-    assert all(r.achieved_tflops > 0 and r.mfu_measured is None for r in result.roofline)
+    # no probe.json: the CPU's ceilings are measured on the spot, so both sides of the roofline exist
+    assert all(r.achieved_tflops > 0 and r.mfu_measured > 0 for r in result.roofline)
+    assert all(r.bound.compute_s > 0 and r.bound.memory_s > 0 and 0 < r.reached for r in result.roofline)
+    assert all(r.calls == 2 and r.peak_key == "fp32" for r in result.roofline)
+    assert any("ceilings from measured now on cpu" in note for note in result.roofline_notes)
     assert result.texts == 3 and result.tokens > 0
+
+
+def test_perf_prefers_the_probes_ceilings_for_the_same_device():
+    from bench.perf import perf_ceilings
+
+    probe = {"config": {"device": None},
+             "checks": [{"name": "ceilings", "figures": {"device": "cpu", "bandwidth_gbs": 12.0,
+                                                          "matmul_tflops": {"fp32": 0.05}}}]}
+    ceilings, source = perf_ceilings(probe, "cpu")
+    assert (ceilings.bandwidth_gbs, ceilings.matmul_tflops, source) == (12.0, {"fp32": 0.05}, "probe.json")
 
 
 def test_perf_command_prints_ratio_and_roofline(tmp_path):
@@ -39,3 +53,4 @@ def test_perf_command_prints_ratio_and_roofline(tmp_path):
     assert outcome.exit_code == 0, outcome.output
     assert "harness / bare =" in outcome.output
     assert "Roofline" in outcome.output
+    assert "bandwidth" in outcome.output and "reached" in outcome.output

@@ -125,7 +125,7 @@ SCIENTIFIC = re.compile(r"\d(?:\.\d+)?[eE][+-]?\d")
 UNGROUPED = re.compile(r"(?<![\w.,:/#-])\d{4,}(?![\w])")
 NUMBER_CELL = re.compile(r"^-?\d{1,3}(?:,\d{3})*(?:\.\d+)?[%×]?$")
 NOT_A_FIGURE = {"not available", ""}
-UNIT_IN_HEADER = re.compile(r"\((?:ms|s|MiB|texts|tokens|TFLOP/s)\)|/s$|^TFLOP|TFLOP$|tokens|^MFU")
+UNIT_IN_HEADER = re.compile(r"\((?:ms|s|MiB|GB|texts|tokens|TFLOP/s)\)|/s$|^TFLOP|TFLOP$|tokens|^MFU")
 # Counts and dimensionless figures: the header names what is counted or compared.
 UNITLESS_HEADERS = {"n", "failed", "texts", "failed batches", "callers", "requests", "calls", "pairs", "k",
                     "non-finite", "texts with a reported count", "texts cut", "queries", "cosine mean",
