@@ -88,11 +88,21 @@ def test_describe_after_load(ollama_standin):
     assert described["offload"] == "gpu" and described["context_length"] == 64
     assert described["endpoint"].endswith("/api/embeddings") and described["options"] == {"num_ctx": 64}
     assert described["normalised_by_server"] is False
+    # the stand-in serves fp32 weights and says so, as Ollama's details.quantization_level does (F16 for bge-m3)
+    assert described["weight_dtype"] == "F32"
+    assert described["weight_dtype_source"] == "ollama /api/ps details.quantization_level"
+
+
+def test_describe_before_load_reads_the_weight_dtype_from_the_tags(ollama_standin):
+    described = OllamaEmbedBackend(settings(ollama_standin.host)).describe()
+    assert described["weight_dtype"] == "F32"
+    assert described["weight_dtype_source"] == "ollama /api/tags details.quantization_level"
 
 
 def test_describe_without_a_server_does_not_raise():
     described = OllamaEmbedBackend(settings(f"127.0.0.1:{free_port()}", timeout_s=1)).describe()
     assert described["server_version"] is None and described["endpoint"].endswith("/api/embed")
+    assert described["weight_dtype"] is None
 
 
 def test_not_running_is_one_actionable_line():

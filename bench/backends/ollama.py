@@ -255,6 +255,9 @@ class _OllamaBase:
             "max_tokens_source": "ollama /api/ps context_length",
             "offload": self._facts.get("offload"),
             "context_length": self._facts.get("context_length"),
+            # GGUF weight type (F16 for bge-m3): what the roofline sizes the bytes per call with
+            "weight_dtype": self._facts.get("weight_dtype"),
+            "weight_dtype_source": self._facts.get("weight_dtype_source"),
             "options": dict(self.options or {}),
             "keep_alive": KEEP_ALIVE,
             "truncate": "server default (true)" if self.endpoint == "/api/embed" else "not applicable",
@@ -294,6 +297,9 @@ class _OllamaBase:
             facts["model_digest"] = entry.digest
             facts["offload"] = offload_state(entry.size, entry.size_vram)
             facts["context_length"] = entry.context_length
+            if entry.details is not None and entry.details.quantization_level:
+                facts["weight_dtype"] = entry.details.quantization_level
+                facts["weight_dtype_source"] = "ollama /api/ps details.quantization_level"
         self._facts.update({k: v for k, v in facts.items() if v is not None})
 
     def _sync_facts(self) -> dict[str, Any]:
@@ -308,6 +314,10 @@ class _OllamaBase:
             entry = next((m for m in tags if model_matches(m.get("model") or m.get("name"), self.model)), None)
             if entry is not None:
                 facts["model_digest"] = entry.get("digest")
+                level = (entry.get("details") or {}).get("quantization_level")
+                if level and "weight_dtype" not in self._facts:
+                    facts["weight_dtype"] = level
+                    facts["weight_dtype_source"] = "ollama /api/tags details.quantization_level"
         except Exception:  # noqa: BLE001 - facts are optional
             pass
         return facts
