@@ -150,16 +150,29 @@ def test_attention_settings_applied_and_restored(small_model_path, monkeypatch):
     settings = BackendSettings(
         model=small_model_path,
         device="cpu",
-        attention_settings={"enable_flash_sdp": False, "enable_mem_efficient_sdp": True, "bogus": 1},
+        attention_settings={"enable_flash_sdp": False, "enable_mem_efficient_sdp": True, "bogus": 1,
+                            "TRITON_PTXAS_PATH": "/usr/local/cuda-13.0/bin/ptxas"},
     )
+    monkeypatch.delenv("TRITON_PTXAS_PATH", raising=False)  # restored (removed) after the test
     backend = NativeBackend(settings, "fp32")
     _run(backend.load())
     assert calls == [("flash", False), ("mem", True)]
     facts = backend.describe()
     assert facts["sdp_settings_applied"] == {"enable_flash_sdp": False, "enable_mem_efficient_sdp": True}
     assert facts["attention_settings_ignored"] == {"bogus": 1}
+    assert facts["triton_ptxas_path"] == "/usr/local/cuda-13.0/bin/ptxas"
     _run(backend.unload())
     assert calls[2:] == [("flash", True), ("mem", False)]
+
+
+def test_ptxas_setting_from_the_probe_never_overrides_the_users(monkeypatch):
+    from bench.backends.native import apply_ptxas_setting
+
+    monkeypatch.delenv("TRITON_PTXAS_PATH", raising=False)
+    assert apply_ptxas_setting({}) is None
+    assert apply_ptxas_setting({"TRITON_PTXAS_PATH": "/cuda/bin/ptxas"}) == "/cuda/bin/ptxas"
+    monkeypatch.setenv("TRITON_PTXAS_PATH", "/mine/ptxas")
+    assert apply_ptxas_setting({"TRITON_PTXAS_PATH": "/cuda/bin/ptxas"}) == "/mine/ptxas"
 
 
 def test_errors_are_backend_errors(small_model_path, tmp_path):

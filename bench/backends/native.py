@@ -72,11 +72,24 @@ def apply_attention_settings(settings: dict[str, Any]) -> dict[str, dict[str, An
     """
     from probe.checks.attention import PYTORCH_DEFAULTS, apply_sdpa_settings, current_sdpa_settings
 
+    from probe.checks.triton_compile import PTXAS_SETTING
+
     applied = {k: bool(v) for k, v in settings.items() if k in PYTORCH_DEFAULTS}
-    ignored = {k: v for k, v in settings.items() if k not in PYTORCH_DEFAULTS and k != "attn_implementation"}
+    ignored = {k: v for k, v in settings.items()
+               if k not in PYTORCH_DEFAULTS and k not in ("attn_implementation", PTXAS_SETTING)}
     previous = {k: v for k, v in current_sdpa_settings().items() if k in applied}
     apply_sdpa_settings(applied)
     return {"applied": applied, "previous": previous, "ignored": ignored}
+
+
+def apply_ptxas_setting(settings: dict[str, Any]) -> str | None:
+    """The probe's TRITON_PTXAS_PATH (set when Triton's bundled ptxas rejects sm_121a), applied unless the
+    environment already names one; returns the path in effect, or None. Triton reads it at compile time."""
+    from probe.checks.triton_compile import PTXAS_SETTING
+
+    if settings.get(PTXAS_SETTING) and PTXAS_SETTING not in os.environ:
+        os.environ[PTXAS_SETTING] = str(settings[PTXAS_SETTING])
+    return os.environ.get(PTXAS_SETTING)
 
 
 class NativeBackend:
@@ -95,6 +108,7 @@ class NativeBackend:
         self._executor: ThreadPoolExecutor | None = None
         self._attention: dict[str, dict[str, Any]] = {"applied": {}, "previous": {}, "ignored": {}}
         self._free_before_load: int | None = None
+        self._ptxas: str | None = None
         self._prompt_prefix = ""
         self._token_cache: dict[str, int] = {}
 
@@ -149,6 +163,7 @@ class NativeBackend:
             torch.cuda.reset_peak_memory_stats(device)
             self._free_before_load = int(torch.cuda.mem_get_info(device)[0])
         self._attention = apply_attention_settings(dict(self.settings.attention_settings))
+        self._ptxas = apply_ptxas_setting(dict(self.settings.attention_settings))
         model_kwargs: dict[str, Any] = {"dtype": getattr(torch, DTYPES[self.dtype][1])}
         attn_impl = self.settings.attention_settings.get("attn_implementation")
         if attn_impl:
@@ -330,6 +345,7 @@ class NativeBackend:
             "sdp_settings_previous": dict(self._attention["previous"]),
             "attention_settings_ignored": dict(self._attention["ignored"]),
             "attn_implementation_requested": self.settings.attention_settings.get("attn_implementation"),
+            "triton_ptxas_path": self._ptxas,
             "embed_call": "model.encode(texts, batch_size=len(texts), convert_to_numpy=True, "
             "normalize_embeddings=False) on one worker thread",
             "prompt_tokens": "tokenizer count incl. special tokens, capped at max_seq_length",
