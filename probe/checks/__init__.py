@@ -5,6 +5,7 @@ from __future__ import annotations
 from probe.checks.attention import check_attention
 from probe.checks.ceilings import check_ceilings
 from probe.checks.environment import check_environment
+from probe.checks.flash_attn import check_flash_attn
 from probe.checks.gpu import check_gpu
 from probe.checks.kernels import check_kernels
 from probe.checks.ollama_server import check_ollama
@@ -20,6 +21,7 @@ ALL_CHECKS: tuple[Check, ...] = (
     Check("kernels", "Kernel smoke tests vs float64", check_kernels),
     Check("ceilings", "Roofline ceilings: memory bandwidth (and matmul on a CPU)", check_ceilings),
     Check("attention", "SDPA attention backends on BGE-M3 shapes", check_attention),
+    Check("flash_attn", "flash-attn package (optional)", check_flash_attn),
     Check("triton", "Triton / torch.compile", check_triton),
     Check("sentence_transformers", "sentence-transformers model smoke", check_sentence_transformers),
     Check("ollama", "Ollama server and model", check_ollama),
