@@ -332,11 +332,11 @@ def perf_command(profile, backend_name, per_set, batch_size, rounds, device, res
                   f"n={r.n_control} each; overhead {100 * (r.ratio - 1):+.2f}%)")
     table = Table(title="Roofline of the median pass: attainable = max(FLOPs / matmul peak, bytes / bandwidth), "
                         "reached = attainable / wall (formulae: bench/roofline.py)")
-    for column in ("path", "tokens", "calls", "useful TFLOP", "GB moved", "compute s", "memory s", "bound", "wall s",
-                   "reached", "TFLOP/s", "peak dtype", "MFU (measured)", "MFU (datasheet)"):
+    for column in ("path", "tokens", "calls", "useful TFLOP", "moved (GB)", "compute (s)", "memory (s)", "bound",
+                   "wall (s)", "reached", "TFLOP/s", "peak dtype", "MFU (measured)", "MFU (datasheet)"):
         table.add_column(column)
     for row in result.roofline:
-        table.add_row(row.backend, str(row.tokens), str(row.calls), format_value(row.useful_tflop),
+        table.add_row(row.backend, format_value(row.tokens), format_value(row.calls), format_value(row.useful_tflop),
                       format_value(row.gbytes), format_value(row.bound.compute_s), format_value(row.bound.memory_s),
                       row.bound.kind, format_value(row.wall_s), format_percent(row.reached),
                       format_value(row.achieved_tflops), row.peak_key, format_percent(row.mfu_measured),

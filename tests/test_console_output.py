@@ -53,7 +53,9 @@ def test_bench_perf_piped_keeps_every_column_whole(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "…" not in done.stdout
     header = next(line for line in done.stdout.splitlines() if "path" in line and "tokens" in line)
-    for column in ("useful TFLOP", "wall (s)", "TFLOP/s", "peak dtype", "MFU (measured)", "MFU (datasheet)"):
+    for column in ("useful TFLOP", "moved (GB)", "compute (s)", "memory (s)", "bound", "wall (s)", "reached",
+                   "TFLOP/s", "peak dtype", "MFU (measured)", "MFU (datasheet)"):
         assert column in header, header
     rows = [line for line in done.stdout.splitlines() if line.startswith("│")]
-    assert len(rows) == 2 and all(row.count("not available") == 2 for row in rows), rows
+    # On a CPU the ceilings are measured on the spot, so only the datasheet MFU is not available
+    assert len(rows) == 2 and all(row.count("not available") == 1 for row in rows), rows
