@@ -12,6 +12,7 @@ from bench.analysis import SetFigures, all_figures, backend_names, set_figures, 
 from bench.decision import (
     COSINE_MEAN_MIN,
     COSINE_P1_MIN,
+    MIGRATION_SPEEDUP,
     NEIGHBOUR_AGREEMENT_MIN,
     RULES,
     Decision,
@@ -83,12 +84,16 @@ def _num(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def speed_comparisons(bench: dict[str, Any], control: str, treatment: str
+def speed_comparisons(bench: dict[str, Any], control: str, treatment: str, probe: dict[str, Any] | None = None
                       ) -> tuple[list[SpeedComparison], list[SpeedComparison]]:
     """(throughput, latency): native vs Ollama per text set. Throughput at each side's best
-    setting, its CI across whole passes; single-text latency p50, its CI across calls."""
+    setting, its CI across whole passes; single-text latency p50, its CI across calls, read
+    against the set's physical floor (bench/roofline.py) where the probe measured the ceilings."""
+    from bench.roofline import single_text_floors, single_text_rows
+
     throughput, latency = [], []
     screening = bench.get("screening", [])
+    floors = {f.text_set: f for f in single_text_floors(single_text_rows(bench, probe))}
     for text_set in text_set_names(bench):
         c, t = set_figures(bench, control, text_set), set_figures(bench, treatment, text_set)
         cb, tb = c.best_throughput, t.best_throughput
@@ -109,8 +114,21 @@ def speed_comparisons(bench: dict[str, Any], control: str, treatment: str
                 text_set, "single-text latency p50", r.ratio, r.ci95_low, r.ci95_high,
                 f"p50 {format_value(r.treatment_median, FIGURE_DIGITS)} vs "
                 f"{format_value(r.control_median, FIGURE_DIGITS)} ms, "
-                f"n={r.n_treatment}, {r.n_control}", (r.n_treatment, r.n_control)))
+                f"n={r.n_treatment}, {r.n_control}" + _floor_note(floors.get(text_set), control, treatment),
+                (r.n_treatment, r.n_control)))
     return throughput, latency
+
+
+def _floor_note(floor, control: str, treatment: str) -> str:
+    """How far above the set's single-text floor each side sits, and whether 2× is out of reach."""
+    if floor is None:
+        return "; floor not available (no model config or no measured ceilings)"
+    native, ollama = floor.multiple_of(treatment), floor.multiple_of(control)
+    note = (f"; floor {format_value(floor.floor_ms, FIGURE_DIGITS)} ms ({floor.bound}-bound): native "
+            f"{format_value(native, FIGURE_DIGITS)}×, Ollama {format_value(ollama, FIGURE_DIGITS)}× the floor")
+    if floor.speedup_out_of_reach(control, MIGRATION_SPEEDUP):
+        note += f", so a {MIGRATION_SPEEDUP:g}× speed-up on this metric is out of reach for any backend here"
+    return note
 
 
 def _texts_compared(screening: list[dict[str, Any]], control: str, treatment: str, text_set: str,
@@ -199,7 +217,7 @@ def decision_inputs(probe: dict[str, Any] | None, bench: dict[str, Any]) -> tupl
     latency: list[SpeedComparison] = []
     if control and treatment:
         quality_ok, quality_problems = quality_issues_for(bench, control, treatment)
-        throughput, latency = speed_comparisons(bench, control, treatment)
+        throughput, latency = speed_comparisons(bench, control, treatment, probe)
     overall = (probe or {}).get("overall", {})
     native_device = _description(bench, treatment).get("device") if treatment else None
     inputs = DecisionInputs(

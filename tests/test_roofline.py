@@ -323,6 +323,18 @@ def test_verdict_says_a_2x_speedup_is_out_of_reach_when_ollama_is_near_the_floor
     assert "not a datasheet figure and not the basis here" in text
 
 
+def test_the_decision_reads_single_text_latency_against_the_floor_beside_not_in_it():
+    from bench.verdict import build_context
+
+    probe, bench = _gb10_bge_m3_results(ollama_short_p50_ms=4.0)
+    _, decision = build_context(probe, bench)
+    short = next(r for r in decision.reasons if r.startswith("beside the decision, single-text latency p50 on 'short'"))
+    assert "floor 2.31 ms (memory-bound): native 1.30×, Ollama 1.73× the floor" in short
+    assert "2× speed-up on this metric is out of reach for any backend here" in short
+    far = next(r for r in decision.reasons if r.startswith("beside the decision, single-text latency p50 on 'long'"))
+    assert "out of reach" not in far
+
+
 def test_verdict_says_nothing_of_the_kind_when_ollama_is_far_above_the_floor():
     probe, bench = _gb10_bge_m3_results(ollama_short_p50_ms=10.0)
     text = _render(probe, bench)
