@@ -492,10 +492,12 @@ def known_issues_table(bench: dict[str, Any]) -> Table:
 def _fp32_matmul_text(facts: dict[str, Any] | None) -> str | None:
     if not facts:
         return None
+    default = facts.get("default_precision")
     if facts.get("forced_tf32"):
-        by = ", ".join(facts.get("forced_tf32_by") or ()) or "allow_tf32 reads back True"
-        return f"TF32 forced ({by}): native-fp32 ran as TF32"
-    return f"IEEE fp32 (precision '{facts.get('float32_matmul_precision')}')"
+        return f"TF32 forced (allow_tf32=False does not stick; default '{default}'): fp32 matmul ran as TF32"
+    if facts.get("pinned") == "highest":
+        return f"IEEE fp32, pinned by the bench (process default '{default}')"
+    return f"process default '{default}' (not pinned: weights are not fp32)"
 
 
 def probe_table(probe: dict[str, Any] | None) -> Table:

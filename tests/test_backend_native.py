@@ -165,6 +165,30 @@ def test_attention_settings_applied_and_restored(small_model_path, monkeypatch):
     assert calls[2:] == [("flash", True), ("mem", False)]
 
 
+def test_native_fp32_pins_ieee_fp32_where_tf32_is_the_default_and_restores_it(small_model_path):
+    """NGC's TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=1 makes TF32 the default ("high"): native-fp32 means fp32."""
+    import torch
+
+    before = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("high")
+    try:
+        backend = NativeBackend(BackendSettings(model=small_model_path, device="cpu"), "float32")
+        _run(backend.load())
+        during = torch.get_float32_matmul_precision()
+        facts = backend.describe()["float32_matmul"]
+        _run(backend.unload())
+        after = torch.get_float32_matmul_precision()
+        half = NativeBackend(BackendSettings(model=small_model_path, device="cpu"), "bfloat16")
+        _run(half.load())
+        during_half = torch.get_float32_matmul_precision()
+        _run(half.unload())
+    finally:
+        torch.set_float32_matmul_precision(before)
+    assert (during, after, during_half) == ("highest", "high", "high")
+    assert facts["default_precision"] == "high" and facts["tf32_by_default"] is True
+    assert facts["pinned"] == "highest" and facts["forced_tf32"] is False
+
+
 def test_ptxas_setting_from_the_probe_never_overrides_the_users(monkeypatch):
     from bench.backends.native import apply_ptxas_setting
 

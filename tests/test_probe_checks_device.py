@@ -685,7 +685,7 @@ def test_gpu_triton_on_device():
     _serialisable(result.figures)
 
 
-# --- forced TF32 (NGC images set TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=1) -------------------
+# --- TF32 (NGC images set TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=1) -----------------------------
 
 
 def _tf32_rounded(t):
@@ -697,8 +697,39 @@ def _tf32_rounded(t):
 
 
 def _tf32_matmul_ops():
-    """A fake device whose fp32 matmul computes in TF32, as cuBLAS does under the override."""
+    """A fake device whose fp32 matmul computes in TF32, as cuBLAS does when TF32 is on."""
     return _replace_op("matmul_fp32", compute=lambda a, b, rows: _tf32_rounded(a) @ _tf32_rounded(b))
+
+
+class ForcingTorch:
+    """torch's fp32-matmul switches as an ATen that lets TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=1 win
+    over allow_tf32=False (torch before 2.5): setting the flag False does not stick."""
+
+    def __init__(self) -> None:
+        self.precision = "high"
+        torch_like = self
+
+        class Matmul:
+            @property
+            def allow_tf32(self) -> bool:
+                return True  # the override wins
+
+            @allow_tf32.setter
+            def allow_tf32(self, value: bool) -> None:
+                torch_like.precision = "high" if value else "highest"
+
+        self.backends = type("Backends", (), {"cuda": type("Cuda", (), {"matmul": Matmul()})()})()
+
+    def get_float32_matmul_precision(self) -> str:
+        return self.precision
+
+    def set_float32_matmul_precision(self, precision: str) -> None:
+        self.precision = precision
+
+
+def _with_torch(monkeypatch, fake) -> None:
+    real = kernels.float32_matmul_facts
+    monkeypatch.setattr(kernels, "float32_matmul_facts", lambda torch, environ: real(fake, environ))
 
 
 def test_kernels_tf32_rounded_fp32_matmul_fails_when_nothing_forces_tf32():
@@ -710,32 +741,50 @@ def test_kernels_tf32_rounded_fp32_matmul_fails_when_nothing_forces_tf32():
     assert result.figures["float32_matmul"]["forced_tf32"] is False
 
 
-def test_kernels_forced_tf32_warns_names_the_variable_and_judges_as_tf32():
+def test_kernels_forced_tf32_warns_names_the_variable_and_judges_as_tf32(monkeypatch):
+    _with_torch(monkeypatch, ForcingTorch())
     env = {"TORCH_ALLOW_TF32_CUBLAS_OVERRIDE": "1"}
     result = kernels.check_kernels(_ctx("cpu"), ops=_tf32_matmul_ops(), environ=env)
     assert result.status is Status.WARN, result.reason  # a configuration, never "incompatible"
-    assert "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=1" in result.reason
+    assert "stays TF32 even with allow_tf32=False (TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=1)" in result.reason
     assert "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=0" in result.reason  # the fix
     op = result.figures["ops"]["matmul_fp32"]
     assert op["ok"] is True and op["tolerance"] == kernels.TF32_TOLERANCE
     assert op["dtype"] == "float32 (TF32 forced)"
     facts = result.figures["float32_matmul"]
-    assert facts["forced_tf32"] is True
-    assert facts["forced_tf32_by"] == ("TORCH_ALLOW_TF32_CUBLAS_OVERRIDE",)
+    assert facts["forced_tf32"] is True and facts["allow_tf32_reads_back"] is True
     assert facts["environment"] == {"TORCH_ALLOW_TF32_CUBLAS_OVERRIDE": "1", "NVIDIA_TF32_OVERRIDE": None}
-    assert facts["float32_matmul_precision"] in ("highest", "high", "medium")
     _serialisable(result.figures)
 
 
-def test_kernels_nvidia_tf32_override_also_counts_and_zero_does_not():
-    forced = kernels.check_kernels(_ctx("cpu"), ops=_tf32_matmul_ops(), environ={"NVIDIA_TF32_OVERRIDE": "1"})
-    assert forced.status is Status.WARN and "NVIDIA_TF32_OVERRIDE=1" in forced.reason
-    off = kernels.check_kernels(_ctx("cpu"), environ={"TORCH_ALLOW_TF32_CUBLAS_OVERRIDE": "0"})
-    assert off.status is Status.PASS and off.figures["float32_matmul"]["forced_tf32"] is False
-
-
-def test_kernels_forced_tf32_still_fails_an_op_that_is_wrong_even_for_tf32():
+def test_kernels_forced_tf32_still_fails_an_op_that_is_wrong_even_for_tf32(monkeypatch):
+    _with_torch(monkeypatch, ForcingTorch())
     ops = _replace_op("matmul_fp32", compute=lambda a, b, rows: a @ b * 1.05)
     result = kernels.check_kernels(_ctx("cpu"), ops=ops, environ={"TORCH_ALLOW_TF32_CUBLAS_OVERRIDE": "1"})
     assert result.status is Status.FAIL
     assert "TF32" in result.reason
+
+
+def test_kernels_tf32_by_default_warns_but_judges_fp32_as_fp32_and_restores_the_default():
+    """torch >= 2.5 under the NGC variable: TF32 is only the default; allow_tf32=False pins IEEE."""
+    import torch
+
+    before = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("high")
+    try:
+        result = kernels.check_kernels(_ctx("cpu"), environ={"TORCH_ALLOW_TF32_CUBLAS_OVERRIDE": "1"})
+        after = torch.get_float32_matmul_precision()
+    finally:
+        torch.set_float32_matmul_precision(before)
+    assert result.status is Status.WARN and "defaults to TF32 in this process" in result.reason
+    assert "native-fp32 pins it" in result.reason
+    assert result.figures["ops"]["matmul_fp32"]["tolerance"] == 1e-5  # fp32 was pinned, so judged as fp32
+    facts = result.figures["float32_matmul"]
+    assert facts["forced_tf32"] is False and facts["tf32_by_default"] is True
+    assert facts["default_precision"] == "high" and after == "high"
+
+
+def test_kernels_nvidia_tf32_override_alone_neither_forces_nor_warns():
+    result = kernels.check_kernels(_ctx("cpu"), environ={"NVIDIA_TF32_OVERRIDE": "1"})
+    assert result.status is Status.PASS, result.reason
+    assert result.figures["float32_matmul"]["environment"]["NVIDIA_TF32_OVERRIDE"] == "1"

@@ -109,10 +109,10 @@ def test_one_side_alone_does_not_tick_the_performance_questions():
 def test_environment_says_when_native_fp32_ran_as_tf32():
     from bench.verdict import _fp32_matmul_text
 
-    forced = {"forced_tf32": True, "forced_tf32_by": ["TORCH_ALLOW_TF32_CUBLAS_OVERRIDE"],
-              "float32_matmul_precision": "highest"}
-    assert _fp32_matmul_text(forced) == "TF32 forced (TORCH_ALLOW_TF32_CUBLAS_OVERRIDE): native-fp32 ran as TF32"
-    assert _fp32_matmul_text({"forced_tf32": False, "float32_matmul_precision": "highest"}).startswith("IEEE fp32")
+    forced = {"forced_tf32": True, "default_precision": "high", "pinned": "asked for, but TF32 is forced"}
+    assert _fp32_matmul_text(forced).endswith("fp32 matmul ran as TF32")
+    pinned = {"forced_tf32": False, "default_precision": "high", "pinned": "highest"}
+    assert _fp32_matmul_text(pinned) == "IEEE fp32, pinned by the bench (process default 'high')"
     assert _fp32_matmul_text(None) is None
 
 

@@ -108,6 +108,7 @@ class NativeBackend:
         self._executor: ThreadPoolExecutor | None = None
         self._attention: dict[str, dict[str, Any]] = {"applied": {}, "previous": {}, "ignored": {}}
         self._free_before_load: int | None = None
+        self._fp32_matmul: dict[str, Any] | None = None  # the process's fp32 matmul facts at load
         self._ptxas: str | None = None
         self._prompt_prefix = ""
         self._token_cache: dict[str, int] = {}
@@ -163,6 +164,7 @@ class NativeBackend:
             torch.cuda.reset_peak_memory_stats(device)
             self._free_before_load = int(torch.cuda.mem_get_info(device)[0])
         self._attention = apply_attention_settings(dict(self.settings.attention_settings))
+        self._fp32_matmul = _pin_float32_matmul(self.dtype == "float32")
         self._ptxas = apply_ptxas_setting(dict(self.settings.attention_settings))
         model_kwargs: dict[str, Any] = {"dtype": getattr(torch, DTYPES[self.dtype][1])}
         attn_impl = self.settings.attention_settings.get("attn_implementation")
@@ -257,6 +259,8 @@ class NativeBackend:
         from probe.checks.attention import apply_sdpa_settings
 
         apply_sdpa_settings(self._attention["previous"])
+        if self._fp32_matmul and self._fp32_matmul.get("pinned"):
+            torch.set_float32_matmul_precision(self._fp32_matmul["default_precision"])
 
     async def memory(self) -> list[MemoryFigure]:
         return await self._run(self._memory_sync)
@@ -352,7 +356,7 @@ class NativeBackend:
             "compiled": "torch.compile(dynamic=True) via SentenceTransformer.compile; compile time is in the load"
             if self.compile_model else None,
             "versions": _versions(),
-            "float32_matmul": _float32_matmul(),
+            "float32_matmul": self._fp32_matmul,
         }
         if self._model is not None:
             facts["dimension"] = self._model.get_embedding_dimension()
@@ -416,15 +420,22 @@ def _attn_implementation(model: Any) -> str | None:
         return None
 
 
-def _float32_matmul() -> dict[str, Any] | None:
-    """What an fp32 matmul computes in this process (TF32 may be forced: see probe/checks/kernels.py)."""
+def _pin_float32_matmul(pin: bool) -> dict[str, Any] | None:
+    """The process's fp32 matmul facts (probe/checks/kernels.py), and for native-fp32 IEEE fp32
+    pinned: NVIDIA's images make TF32 the default (TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=1), and
+    native-fp32 must mean fp32. unload() restores the default found. Never raises."""
     try:
         import torch
 
         from probe.checks.kernels import float32_matmul_facts
 
-        return float32_matmul_facts(torch, os.environ).figures()
-    except Exception:  # noqa: BLE001 - a description must never fail
+        facts = float32_matmul_facts(torch, os.environ).figures()
+        facts["pinned"] = None
+        if pin:
+            torch.set_float32_matmul_precision("highest")
+            facts["pinned"] = "highest" if not facts["forced_tf32"] else "asked for, but TF32 is forced"
+        return facts
+    except Exception:  # noqa: BLE001 - a description must never fail the load
         return None
 
 

@@ -8,10 +8,14 @@ device's arithmetic, not input quantisation. Error metric, for every op:
 
 Tolerances (stated in the figures too):
   matmul fp32 1e-5  - IEEE fp32 with fp32 accumulation; observed errors are ~1e-6 at n=4096.
-                      When TF32 is forced on (NVIDIA's PyTorch images set
-                      TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=1, which wins over allow_tf32=False),
-                      fp32 matmul *is* TF32: it is judged against the TF32 tolerance and the
-                      check warns, naming the variable. A configuration is never "incompatible".
+                      NVIDIA's PyTorch images set TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=1: in torch
+                      >= 2.5 that makes TF32 the *default* fp32 matmul precision ("high"), which
+                      allow_tf32=False still overrides (older ATen let it win over the flag). The
+                      check sets allow_tf32=False and reads it back: when it stays True, fp32
+                      matmul *is* TF32 here, it is judged against the TF32 tolerance and the
+                      check warns; when only the default is TF32, it warns that a process that
+                      does not pin IEEE runs TF32 (the bench's native-fp32 pins it). A
+                      configuration is never "incompatible".
   matmul tf32 1e-2  - inputs rounded to a 10-bit mantissa (2^-11 ~ 4.9e-4 per input); typical ~2e-4
   matmul fp16 1e-2  - output rounded to fp16 (half ulp 2^-11 ~ 4.9e-4), reduced-precision split-K allowed
   matmul bf16 2e-2  - output rounded to bf16 (half ulp 2^-8 ~ 3.9e-3)
@@ -262,10 +266,9 @@ DEFAULT_OPS: tuple[KernelOp, ...] = (
 )
 
 TF32_TOLERANCE = 1e-2  # the matmul_tf32 op's: inputs rounded to a 10-bit mantissa
-# Variables that make every fp32 matmul run as TF32 whatever torch.backends.cuda.matmul.allow_tf32
-# says: PyTorch's own override (read once by ATen's Context::allowTF32CuBLAS) and cuBLAS's.
+# Variables that change TF32 in this process, recorded as set: PyTorch's (ATen reads it once,
+# at start-up, for the default fp32 matmul precision) and cuBLAS's (0 disables TF32 everywhere).
 TF32_OVERRIDE_VARS: tuple[str, ...] = ("TORCH_ALLOW_TF32_CUBLAS_OVERRIDE", "NVIDIA_TF32_OVERRIDE")
-_TRUTHY = ("1", "true", "on", "yes", "y")
 
 # matmul op name -> the key the bench's roofline reads from ctx.shared["matmul_tflops"]
 MATMUL_KEYS = {"matmul_fp32": "fp32", "matmul_tf32": "tf32", "matmul_fp16": "fp16", "matmul_bf16": "bf16"}
@@ -417,40 +420,43 @@ def sizes_for(device: str, quick: bool) -> tuple[Sizes, TimingPolicy]:
 
 @dataclass(frozen=True)
 class Float32Matmul:
-    """What an fp32 matmul really computes here, and why."""
+    """What an fp32 matmul really computes in this process, and why."""
 
-    forced_tf32_by: tuple[str, ...]  # override variables set to a true value
+    default_precision: str | None  # torch.get_float32_matmul_precision() as found ("high": TF32)
     allow_tf32_reads_back: bool | None  # allow_tf32 read after setting it False (None: not readable)
-    float32_matmul_precision: str | None  # torch.get_float32_matmul_precision()
-    environment: dict[str, str | None]  # each override variable as set (None: unset)
+    environment: dict[str, str | None]  # each TF32 variable as set (None: unset)
 
     @property
     def forced(self) -> bool:
-        return bool(self.forced_tf32_by) or bool(self.allow_tf32_reads_back)
+        """TF32 even when IEEE fp32 is asked for: nothing in this process can pin fp32."""
+        return bool(self.allow_tf32_reads_back)
+
+    @property
+    def tf32_by_default(self) -> bool:
+        """TF32 unless the code pins IEEE fp32 (what NGC's TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=1 does)."""
+        return self.default_precision not in (None, "highest")
 
     def figures(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "forced_tf32": self.forced}
+        return {**dataclasses.asdict(self), "forced_tf32": self.forced, "tf32_by_default": self.tf32_by_default}
 
 
 def float32_matmul_facts(torch: Any, environ: Mapping[str, str]) -> Float32Matmul:
-    """Whether fp32 matmul runs as TF32 although the kernels check asks for IEEE fp32. Never raises.
+    """The default fp32 matmul precision, and whether IEEE fp32 can be pinned. Never raises.
 
-    Two pieces of evidence: the override variables, and the read-back of allow_tf32 after
-    setting it False (ATen answers True when its override is on). The flag is restored.
+    Sets allow_tf32 False and reads it back (True: TF32 is forced), then restores the
+    precision found, so the probe leaves the process as it was.
     """
     env = {var: environ.get(var) for var in TF32_OVERRIDE_VARS}
-    forced_by = tuple(var for var, value in env.items() if (value or "").strip().lower() in _TRUTHY)
+    default: str | None = None
     readback: bool | None = None
-    precision: str | None = None
     try:
-        before = torch.backends.cuda.matmul.allow_tf32
+        default = str(torch.get_float32_matmul_precision())
         torch.backends.cuda.matmul.allow_tf32 = False
         readback = bool(torch.backends.cuda.matmul.allow_tf32)
-        torch.backends.cuda.matmul.allow_tf32 = before
-        precision = str(torch.get_float32_matmul_precision())
+        torch.set_float32_matmul_precision(default)
     except Exception:  # noqa: BLE001 - a fact, not a crash
         pass
-    return Float32Matmul(forced_by, readback, precision, env)
+    return Float32Matmul(default, readback, env)
 
 
 def _judged_as_tf32(ops: Sequence[KernelOp]) -> tuple[KernelOp, ...]:
@@ -462,12 +468,19 @@ def _judged_as_tf32(ops: Sequence[KernelOp]) -> tuple[KernelOp, ...]:
     )
 
 
-def _tf32_warning(facts: Float32Matmul) -> str:
-    cause = ", ".join(f"{var}={facts.environment[var]}" for var in facts.forced_tf32_by) or \
-        "allow_tf32 reads back True after being set False"
-    return (f"fp32 matmul runs as TF32 ({cause}) and was judged against the TF32 tolerance "
-            f"{TF32_TOLERANCE:g}: native-fp32 is TF32 here; set TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=0 and leave "
-            "NVIDIA_TF32_OVERRIDE unset (docker/Dockerfile does) for true fp32")
+def _tf32_warning(facts: Float32Matmul) -> str | None:
+    """One line on TF32 for the check's reason; None when fp32 is IEEE by default and when asked."""
+    setting = ", ".join(f"{var}={value}" for var, value in facts.environment.items() if value is not None)
+    fix = ("set TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=0 and leave NVIDIA_TF32_OVERRIDE unset "
+           "(docker/Dockerfile does)")
+    if facts.forced:
+        return (f"fp32 matmul stays TF32 even with allow_tf32=False ({setting or 'no TF32 variable set'}): judged "
+                f"against the TF32 tolerance {TF32_TOLERANCE:g}, and native-fp32 is TF32 here; {fix}")
+    if facts.tf32_by_default:
+        return (f"fp32 matmul defaults to TF32 in this process (precision '{facts.default_precision}'"
+                f"{', ' + setting if setting else ''}): code that does not pin IEEE fp32 runs TF32 (the bench's "
+                f"native-fp32 pins it); {fix}")
+    return None
 
 
 def check_kernels(ctx: ProbeContext, ops: Sequence[KernelOp] = DEFAULT_OPS,
@@ -485,6 +498,7 @@ def check_kernels(ctx: ProbeContext, ops: Sequence[KernelOp] = DEFAULT_OPS,
         return CheckResult(NAME, TITLE, Status.FAIL, f"torch not importable: {_first_line(err)}")
 
     fp32 = float32_matmul_facts(torch, os.environ if environ is None else environ)
+    tf32_note = _tf32_warning(fp32)
     if fp32.forced:
         ops = _judged_as_tf32(ops)
     sizes, policy = sizes_for(ctx.device, ctx.quick)
@@ -519,12 +533,12 @@ def check_kernels(ctx: ProbeContext, ops: Sequence[KernelOp] = DEFAULT_OPS,
             TITLE,
             Status.FAIL,
             f"{len(failed)}/{len(outcomes)} ops failed on {ctx.device}: " + "; ".join(parts)
-            + (f" ({_tf32_warning(fp32)})" if fp32.forced else ""),
+            + (f" ({tf32_note})" if tf32_note else ""),
             figures=figures,
         )
     rates = ", ".join(f"{k} {format_number(v, 3)}" for k, v in tflops.items())
     summary = f"{len(outcomes)} ops within tolerance on {ctx.device}" + (
         f"; matmul TFLOP/s (best): {rates}" if rates else "")
-    if fp32.forced:
-        return CheckResult(NAME, TITLE, Status.WARN, f"{_tf32_warning(fp32)}; {summary}", figures=figures)
+    if tf32_note:
+        return CheckResult(NAME, TITLE, Status.WARN, f"{tf32_note}; {summary}", figures=figures)
     return CheckResult(NAME, TITLE, Status.PASS, summary, figures=figures)
