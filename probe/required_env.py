@@ -32,8 +32,8 @@ REQUIRED_ENV: tuple[RequiredVar, ...] = (
     RequiredVar(
         "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE",
         "0",
-        "NVIDIA's PyTorch images set it to 1, which makes every fp32 matmul TF32 whatever "
-        "allow_tf32 says: 0 keeps native-fp32 true fp32 (NVIDIA_TF32_OVERRIDE stays unset)",
+        "NVIDIA's PyTorch images set it to 1, which makes TF32 the default fp32 matmul precision "
+        "(older torch: whatever allow_tf32 says); 0 keeps fp32 IEEE by default (NVIDIA_TF32_OVERRIDE stays unset)",
     ),
 )
 
