@@ -137,9 +137,17 @@ def test_nan_in_fp32_only_warns_gates_fp32_and_says_half_is_unchecked():
 @pytest.mark.parametrize("error, status", [
     (RuntimeError("CUDA error: no kernel image is available for execution on the device"), Status.FAIL),
     (RuntimeError("CUBLAS_STATUS_NOT_SUPPORTED when calling cublasGemmEx"), Status.FAIL),
+    (RuntimeError("No available kernel. Aborting execution."), Status.FAIL),
+    (RuntimeError("Triton compile failed\nptxas fatal   : Value 'sm_121a' is not defined for option 'gpu-name'"),
+     Status.FAIL),  # the device word is on the second line
     (OSError("We couldn't connect to 'https://huggingface.co' to load the files"), Status.SKIP),
     (OSError("You are trying to access a gated repo. Make sure to have access (401)"), Status.SKIP),
     (ValueError("Unrecognized model in /models/x. Should have a `model_type` key"), Status.SKIP),
+    # a Spark's unified memory held by another model, a busy device, no CUDA runtime: not the GPU's fault
+    (RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"), Status.SKIP),
+    (RuntimeError("CUDA error: CUDA-capable device(s) is/are busy or unavailable"), Status.SKIP),
+    (ImportError("libcudart.so.13: cannot open shared object file: No such file or directory"), Status.SKIP),
+    (AttributeError("module 'torch.cuda' has no attribute 'foo'"), Status.SKIP),
 ])
 def test_fp32_load_failure_fails_only_for_device_errors(error, status):
     result = check_sentence_transformers(ctx("fake", device="cuda"), loader=fake_loader({"float32": error}))

@@ -16,7 +16,8 @@ What the status means (the probe's "incompatible" must mean the GPU cannot serve
   FAIL  the native path cannot run on this device: no dtype gives finite vectors, or the
         load/encode failed with a device error (CUDA/cuBLAS/cuDNN, "no kernel image", ...).
   SKIP  not run: the model could not be loaded for a reason that is not the device (not
-        downloaded, no network, no token, a library error); the reason says how to fix it.
+        downloaded, no network, no token, a library error; or the device busy or out of memory,
+        held by other processes); the reason says how to fix it (failure_cause).
   WARN  some dtype gives NaN/inf, drifts from fp32 or fails: the bench skips that dtype
         (bench.backends.PROBE_GATES), the others are measured.
 """
@@ -79,6 +80,7 @@ class DtypeRun:
     finite: bool | None
     error: str | None
     embeddings: Any = None
+    cause: str | None = None  # failure_cause() of the whole error text: "device" | "resource" | "other"
 
     def figures(self) -> dict[str, Any]:
         return {
@@ -87,6 +89,7 @@ class DtypeRun:
             "first_encode_s": self.encode_s,
             "finite": self.finite,
             "error": self.error,
+            "cause": self.cause,
         }
 
 
@@ -117,7 +120,7 @@ def run_dtype(loader: Loader, model_name: str, device: str, dtype: str, texts: S
     try:
         model = loader(model_name, device, dtype)
     except Exception as err:  # noqa: BLE001 - reported as the check's outcome
-        return DtypeRun(dtype, False, None, None, None, _one_line(err)), None
+        return DtypeRun(dtype, False, None, None, None, _one_line(err), cause=failure_cause(err)), None
     load_s = round(time.perf_counter() - started, 3)
     try:
         started = time.perf_counter()
@@ -125,7 +128,7 @@ def run_dtype(loader: Loader, model_name: str, device: str, dtype: str, texts: S
         emb = emb.detach().float().cpu()  # the copy to the host waits for the device
         encode_s = round(time.perf_counter() - started, 3)
     except Exception as err:  # noqa: BLE001
-        return DtypeRun(dtype, True, load_s, None, None, _one_line(err)), model
+        return DtypeRun(dtype, True, load_s, None, None, _one_line(err), cause=failure_cause(err)), model
     finite = bool(torch.isfinite(emb).all())
     return DtypeRun(dtype, True, load_s, encode_s, finite, None, emb), model
 
@@ -149,20 +152,30 @@ def load_failure_reason(model_name: str, device: str, error: str) -> str:
     )
 
 
-# Words in an exception's text that put the failure on the device, not on the model files.
-_DEVICE_ERROR_MARKERS = ("cuda", "cublas", "cudnn", "no kernel image", "device-side assert", "nvrtc",
-                         "out of memory", "illegal memory access", "sm_1")
+# Words in an exception's whole text (any line) that say the device is short of something
+# other processes hold or the runtime is missing: "not run", with the fix, never a FAIL.
+_RESOURCE_MARKERS = ("out of memory", "busy or unavailable", "libcudart", "libcuda.so", "cannot open shared object")
+# ... and that put the failure on the GPU or its kernels: a FAIL ("incompatible").
+_DEVICE_MARKERS = ("no kernel image", "cublas_status", "cudnn_status", "device-side assert", "illegal memory access",
+                   "illegal instruction", "misaligned address", "unspecified launch failure", "cuda error",
+                   "not compatible with the current pytorch installation", "no available kernel",
+                   "only supports ampere", "sm_121", "ptxas", "nvrtc")
 
 
-def is_device_error(error: str | None) -> bool:
-    """True when an error text ("Type: first line") blames the GPU or its software stack.
+def failure_cause(err: BaseException | str) -> str:
+    """"device" when the whole error text blames the GPU or its kernels, "resource" when the device
+    is busy or out of memory (other processes hold it on a Spark's unified memory) or the CUDA
+    runtime is missing, else "other" (missing files, hub unreachable, gated repo, a library bug).
 
-    Anything else (missing files, hub unreachable, gated repo, a library bug) is not evidence
-    about the device: the check is then "not run", never a FAIL that would call the GPU
-    incompatible.
+    Only "device" is evidence about the GPU: the others make the check "not run", never a FAIL
+    that would call the GPU incompatible.
     """
-    text = (error or "").lower()
-    return text.startswith(("acceleratorerror", "outofmemoryerror")) or any(m in text for m in _DEVICE_ERROR_MARKERS)
+    text = (err if isinstance(err, str) else f"{type(err).__name__}: {err}").lower()
+    if any(m in text for m in _RESOURCE_MARKERS) or text.startswith("outofmemoryerror"):
+        return "resource"
+    if text.startswith("acceleratorerror") or any(m in text for m in _DEVICE_MARKERS):
+        return "device"
+    return "other"
 
 
 def st_status(runs: Sequence[DtypeRun], cosines: dict[str, dict[str, float]], model_name: str, device: str,
@@ -174,10 +187,14 @@ def st_status(runs: Sequence[DtypeRun], cosines: dict[str, dict[str, float]], mo
     full = by_dtype.get(FULL)
     if full is None or not full.loaded or full.error is not None:
         error = full.error if full else "not run"
-        if is_device_error(error):
-            step = "load" if full is None or not full.loaded else "encode"
+        step = "load" if full is None or not full.loaded else "encode"
+        cause = full.cause if full else "other"
+        if cause == "device":
             return Status.FAIL, prefix + f"fp32 {step} failed on {device} with a device error: {error}"
-        if full is not None and full.loaded:
+        if cause == "resource":
+            return Status.SKIP, prefix + (f"not run: fp32 {step} on {device} found the device busy or out of memory "
+                                          f"({error}); free it (stop other models or processes) and run again")
+        if step == "encode":
             return Status.SKIP, prefix + f"not run: fp32 encode failed on {device} ({error}), not a device error"
         return Status.SKIP, prefix + "not run: " + load_failure_reason(model_name, device, error)
     finite = [r.dtype for r in runs if r.finite]
