@@ -33,8 +33,9 @@ class ThroughputPoint:
     """One throughput setting over the whole set: batches of a fixed count (batch_size) or of at
     most `token_budget` padded tokens (bench/batching.py); exactly one of the two is set.
 
-    A setting has one whole-set pass, or several at the backend's best setting (params
-    "repeat"); rates are the median over complete passes, `pass_rates` each pass's own.
+    A setting has one whole-set pass, or more at the backend's best setting (params "repeat");
+    rates are the median over the deciding passes (the repeats where there are any),
+    `pass_rates` each deciding pass's own.
     """
 
     batch_size: int | None
@@ -46,7 +47,7 @@ class ThroughputPoint:
     wall_s: float | None  # median wall time of the complete passes; None if none completed
     texts_per_s: float | None  # texts / wall of each complete pass, median over passes
     tokens_per_s: float | None
-    pass_rates: tuple[float, ...]  # texts/s of each complete pass, in run order
+    pass_rates: tuple[float, ...]  # texts/s of each complete deciding pass (the repeats, if any), in run order
     per_batch_texts_per_s: Summary  # spread across the batches of every pass
     per_batch_rates: tuple[float, ...]  # the raw per-batch texts/s behind that summary
     failures: int  # failed batches over all passes
@@ -59,6 +60,7 @@ class ThroughputPoint:
 
     @property
     def passes(self) -> int:
+        """Deciding passes (the repeats at the best setting, else the one pass)."""
         return len(self.pass_rates)
 
     @property
@@ -142,8 +144,13 @@ def best_first_pass(throughput: Sequence[dict[str, Any]], set_texts: int) -> dic
 
 def throughput_point(passes: Sequence[dict[str, Any]], set_token_counts: Sequence[int],
                      max_tokens: int | None) -> ThroughputPoint:
-    """The passes of one setting (its first, then its repeats) as one point."""
+    """The passes of one setting (its first, then its repeats) as one point.
+
+    Rates come from the repeats when there are any: the first pass chose this setting as the
+    best, so counting it again would favour it (a lucky first pass is why it won).
+    """
     first = passes[0]
+    deciding = [m for m in passes if m["params"].get("repeat")] or [first]
     counts = working_counts(first, set_token_counts)
     capped = capped_counts(counts, max_tokens)
     texts, tokens = len(counts), sum(counts)
@@ -155,7 +162,7 @@ def throughput_point(passes: Sequence[dict[str, Any]], set_token_counts: Sequenc
         sizes = batch_sizes_of(m["params"], len(samples), texts, capped) or []
         per_batch += [Sample(n / (s.value / 1000.0), True) if s.ok and s.value else Sample(None, False, s.error)
                       for n, s in zip(sizes, samples)]
-        if _pass_complete(m):
+        if m in deciding and _pass_complete(m):
             pass_rates.append(texts / m["wall_s"])
             walls.append(m["wall_s"])
     wall = float(np.median(walls)) if walls else None
@@ -212,14 +219,18 @@ def set_figures(payload: dict[str, Any], backend: str, text_set: str) -> SetFigu
 
 
 def excluded_for(screening: Sequence[dict[str, Any]], backend: str, text_set: str) -> tuple[int, ...]:
-    """Texts left out of `backend`'s measurements on `text_set`: those it could not embed and those
-    any backend screened before it could not (bench/screening.py), from bench.json's "screening"."""
+    """Texts left out of `backend`'s measurements on `text_set` (bench.json's "screening"): every
+    text some backend could not embed, so all sides are timed on the same texts -- except the
+    failures of a backend that could embed none of the set (it is not measured there, and must
+    not take the set away from the others) -- plus, always, its own."""
     excluded: set[int] = set()
     for record in screening:
-        if record["text_set"] == text_set:
-            excluded |= {f["index"] for f in record["failures"]}
-        if record["backend"] == backend and record["text_set"] == text_set:
-            break
+        if record["text_set"] != text_set:
+            continue
+        failed = {f["index"] for f in record["failures"]}
+        every_text = record.get("texts", 0) > 0 and len(failed) == record["texts"]
+        if record["backend"] == backend or not every_text:
+            excluded |= failed
     return tuple(sorted(excluded))
 
 

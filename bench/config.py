@@ -33,8 +33,8 @@ class Profile:
     # True: the batch-size sweep also runs each batch size over the texts sorted longest first
     # (params {"batch_size": N, "order": "length"}), next to the input-order pass.
     length_sorted_sweep: bool = False
-    # Whole-set passes at each backend's best throughput setting (the first pass included):
-    # the decision's throughput ratio gets its confidence interval across these.
+    # Fresh whole-set passes at each backend's best throughput setting, after the sweep chose
+    # it: the decision's throughput ratio and its interval come from these alone.
     best_setting_passes: int = 3
     seed: int = 73
 

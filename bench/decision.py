@@ -10,23 +10,27 @@ decision table says the same, and a test holds the two together):
 2. Evidence. Both sides measured, native on the GPU, the bench complete, a throughput and a
    quality comparison: without any of them the answer is Inconclusive, naming what is missing.
    Per-text failures are not missing evidence: the rest of the texts are compared.
-3. Speed is throughput at each side's best setting (batch size or token budget), per text set,
-   judged by the 95 % CI of the native/Ollama ratio across whole passes: "≥ 2× faster" needs
-   the CI's lower bound ≥ 2.0; "faster" ≥ 1.25; "similar" a CI inside (0.8, 1.25); "slower"
-   below. A CI that straddles a threshold is "borderline": the set takes the class of the
-   CI's lower bound (the conservative reading) and the verdict says what would settle it.
+3. Speed is throughput at each side's best setting (batch size or token budget), per text set:
+   the ratio of geometric means of fresh whole passes, native/Ollama, with its 95 % CI (Welch
+   t on the logs). A set is read by its ratio: "≥ 2× faster" (and only when the CI's lower
+   bound is ≥ 2.0, else "faster"), "faster" from 1.25, "similar" inside (0.8, 1.25), "slower"
+   below. A CI that crosses a threshold makes the set "borderline": it keeps that reading,
+   never more than "faster", and the verdict says how many passes would settle it; "similar"
+   with a CI beyond the band is similar only as far as the passes can tell.
 4. Outcome. Every set ≥ 2× and no issue: Create Migration TD. Every set similar or slower:
    Keep Ollama. Anything else (faster below 2×, sets that differ, or issues): the conditional
-   TD, naming the sets.
+   TD, naming the sets. Every text set must have a comparison; one Ollama cannot embed at
+   all is a finding, one native cannot embed is an issue, any other gap is missing evidence.
 5. Issues make a migration conditional: probe workarounds, vectors that do not agree, texts
-   one side truncated, texts native cannot embed, Ollama's placement not verified.
+   one side truncated, texts native cannot embed, Ollama's placement not verified, native
+   slower on single-text latency (its CI below 0.8).
 6. Ollama not fully on the GPU (/api/ps size_vram < size): a faster native is not credited
    (Inconclusive, with the fix); a native that is not faster even then still keeps Ollama.
 7. Texts Ollama cannot embed while native can are findings, named with count and error; they
    do not make the answer Inconclusive.
-8. Single-text latency is reported beside the decision, not in it: one query text is
-   memory-bound, both sides share that floor (see the roofline), so its ratio says little
-   about which engine is faster.
+8. Single-text latency is reported beside the decision, read against its physical floor: one
+   query text is memory-bound and both sides share that floor (see the roofline), so a ratio
+   near 1 does not undo a throughput win; only a native that is clearly slower (rule 5) counts.
 """
 
 from __future__ import annotations
@@ -47,20 +51,21 @@ RULES: tuple[tuple[str, str], ...] = (
               "target, or with a critical check not run, is Inconclusive"),
     ("evidence", "both sides measured, native on the GPU, the bench complete, throughput and quality "
                  "compared; otherwise Inconclusive, naming what is missing"),
-    ("speed", f"throughput at each side's best setting, per text set, by the 95 % CI of the native/Ollama "
-              f"ratio across whole passes: ≥ {MIGRATION_SPEEDUP:g}× when the CI's lower bound is ≥ "
-              f"{MIGRATION_SPEEDUP:g}; faster when ≥ {SIMILAR_BELOW:g}; similar when the CI lies inside "
-              f"({SIMILAR_ABOVE:g}, {SIMILAR_BELOW:g}); slower below; a CI across a threshold is borderline "
-              "and takes the lower class"),
+    ("speed", f"throughput at each side's best setting, per text set: the native/Ollama ratio over fresh whole "
+              f"passes with its 95 % CI; ≥ {MIGRATION_SPEEDUP:g}× only when the CI's lower bound is ≥ "
+              f"{MIGRATION_SPEEDUP:g}; faster from {SIMILAR_BELOW:g}; similar inside ({SIMILAR_ABOVE:g}, "
+              f"{SIMILAR_BELOW:g}); slower below; a CI across a threshold is borderline, never more than faster"),
     ("outcome", f"every set ≥ {MIGRATION_SPEEDUP:g}× and no issue: Create Migration TD; every set similar "
-                "or slower: Keep Ollama; anything else: conditional TD, naming the sets"),
+                "or slower: Keep Ollama; anything else: conditional TD, naming the sets; a set without a "
+                "comparison is missing evidence unless one side cannot embed it at all"),
     ("issues", "probe workarounds, vectors that do not agree, texts one side truncated, texts native "
-               "cannot embed, Ollama's placement not verified: a migration becomes conditional"),
+               "cannot embed, Ollama's placement not verified, native slower on single-text latency: a "
+               "migration becomes conditional"),
     ("placement", "Ollama not fully on the GPU: a faster native is not credited (Inconclusive, with the fix)"),
     ("findings", "texts Ollama cannot embed while native can are named with count and error; they do not "
                  "make the answer Inconclusive"),
-    ("latency", "single-text latency is reported beside the decision, not in it (one text is memory-bound: "
-                "both sides share that floor)"),
+    ("latency", "single-text latency is reported beside the decision, against its physical floor (one text is "
+                "memory-bound: both sides share that floor); only a native clearly slower on it is an issue"),
     ("quality", f"per-text cosine mean ≥ {COSINE_MEAN_MIN} and p1 ≥ {COSINE_P1_MIN}; top-10 neighbour "
                 f"agreement ≥ {NEIGHBOUR_AGREEMENT_MIN}"),
 )
@@ -126,26 +131,30 @@ class SetSpeed:
 
 
 def read_set(comparison: SpeedComparison) -> SetSpeed:
-    """The rule's reading of one throughput comparison (pure)."""
+    """The rule's reading of one throughput comparison (pure): the ratio's class, "≥ 2×" only
+    with the CI's lower bound at 2 or above; borderline when the CI crosses a threshold."""
     r, low, high = comparison.ratio, comparison.ci95_low, comparison.ci95_high
+    point = classify(r)
     if low is None or high is None:
-        point = classify(r)
         # "≥ 2×" needs a lower bound: without a CI the claim stops below it.
         cls = SpeedClass.FASTER if point is SpeedClass.MIGRATION else point
-        return SetSpeed(comparison, cls, (), "no CI: repeat the best setting (profile best_setting_passes ≥ 3)")
+        return SetSpeed(comparison, cls, (), "no CI: repeat the best setting (profile best_setting_passes ≥ 2)")
     straddles = tuple(t for t in THRESHOLDS if low < t <= high)
+    cls = SpeedClass.FASTER if point is SpeedClass.MIGRATION and low < MIGRATION_SPEEDUP else point
     settle = None
     if straddles:
-        threshold = min(straddles, key=lambda t: abs(t - r))
+        threshold = min(straddles, key=lambda t: abs(math.log(t / r)))
         passes = min(comparison.passes) or 1
-        half_width = (high - low) / 2
-        if r > threshold and half_width > 0:
-            needed = math.ceil(passes * (half_width / (r - threshold)) ** 2)
-            settle = (f"about {needed} passes per side at the best setting would bring the CI above "
-                      f"{threshold:g}× if the ratio holds")
+        half_width = math.log(high / low) / 2  # the interval is symmetric in log space
+        distance = abs(math.log(r / threshold))
+        if distance > 0:
+            needed = math.ceil(passes * (half_width / distance) ** 2)
+            side = "above" if r > threshold else "below"
+            settle = (f"about {needed} passes per side at the best setting would put the CI {side} {threshold:g}× "
+                      "if the ratio holds")
         else:
-            settle = f"the ratio sits at or below {threshold:g}×: more passes would most likely confirm that"
-    return SetSpeed(comparison, classify(low), straddles, settle)
+            settle = f"the ratio sits on {threshold:g}×: no number of passes would settle it"
+    return SetSpeed(comparison, cls, straddles, settle)
 
 
 @dataclass(frozen=True)
@@ -185,14 +194,20 @@ PLACEMENT_FIX = ("give Ollama the whole model on the GPU (free device memory, le
 def _set_reason(s: SetSpeed) -> str:
     c = s.comparison
     if c.ci95_low is None:
-        return (f"'{c.text_set}': native/Ollama {c.ratio:.2f}× ({c.detail}) — borderline, {s.settle}; "
-                f"the decision reads it as {s.speed_class.value}")
+        return (f"'{c.text_set}': native {s.speed_class.value} ({c.ratio:.2f}×; {c.detail}) — borderline, {s.settle}")
     ci = f"95 % CI {c.ci95_low:.2f}–{c.ci95_high:.2f}×"
     if not s.straddles:
         return f"'{c.text_set}': native {s.speed_class.value} ({c.ratio:.2f}×, {ci}; {c.detail})"
     across = ", ".join(f"{t:g}×" for t in s.straddles)
-    return (f"'{c.text_set}': native/Ollama {c.ratio:.2f}× ({ci}; {c.detail}) — borderline: the CI crosses "
-            f"{across}, so the decision reads the CI's lower end: {s.speed_class.value}; {s.settle}")
+    return (f"'{c.text_set}': native {s.speed_class.value} ({c.ratio:.2f}×, {ci}; {c.detail}) — borderline: "
+            f"the CI crosses {across}; {s.settle}")
+
+
+def _slower_latency(latency: tuple[SpeedComparison, ...]) -> list[str]:
+    """Native clearly slower on one query text (its CI below the similar band): an issue."""
+    return [f"native slower on single-text latency on '{c.text_set}' ({c.ratio:.2f}×, 95 % CI "
+            f"{c.ci95_low:.2f}–{c.ci95_high:.2f}×; {c.detail})"
+            for c in latency if c.ci95_high is not None and c.ci95_high < SIMILAR_ABOVE]
 
 
 def decide(inputs: DecisionInputs) -> Decision:
@@ -221,22 +236,22 @@ def decide(inputs: DecisionInputs) -> Decision:
 
     classes = {s.speed_class for s in sets}
     speed = [_set_reason(s) for s in sets]
-    findings = list(inputs.ollama_text_failures)
     latency = [f"beside the decision, single-text latency p50 on '{c.text_set}': native/Ollama {c.ratio:.2f}× "
                f"({c.detail})" for c in inputs.latency]
-    tail = [*findings, *latency]
+    tail = [*inputs.ollama_text_failures, *latency]
     native_faster = bool(classes & {SpeedClass.MIGRATION, SpeedClass.FASTER})
+    issues = [*(f"workaround needed: {w}" for w in inputs.workarounds), *inputs.quality_issues,
+              *inputs.truncation_issues, *inputs.native_text_failures, *_slower_latency(inputs.latency)]
 
-    if inputs.ollama_placement in ("partial", "cpu") and native_faster:
-        where = "partly on the CPU" if inputs.ollama_placement == "partial" else "on the CPU"
+    if inputs.ollama_placement not in ("gpu", None) and native_faster:
+        where = "partly on the CPU" if inputs.ollama_placement == "partial" else f"on '{inputs.ollama_placement}'"
+        where = "on the CPU" if inputs.ollama_placement == "cpu" else where
         return Decision(Outcome.INCONCLUSIVE, (
             f"Ollama ran {where} (/api/ps size_vram < size): native's speed-up is not credited against it; "
-            f"{PLACEMENT_FIX}", *speed, *tail), sets)
+            f"{PLACEMENT_FIX}", *speed, *issues, *tail), sets)
     if classes <= {SpeedClass.SIMILAR, SpeedClass.SLOWER}:
-        return Decision(Outcome.KEEP, (*speed, *tail), sets)
+        return Decision(Outcome.KEEP, (*speed, *issues, *tail), sets)
 
-    issues = [*(f"workaround needed: {w}" for w in inputs.workarounds), *inputs.quality_issues,
-              *inputs.truncation_issues, *inputs.native_text_failures]
     if inputs.ollama_placement is None:
         issues.append("Ollama's placement was not reported (/api/ps): not verified to run on the GPU")
     if classes == {SpeedClass.MIGRATION} and not issues:

@@ -78,10 +78,16 @@ class ScreenRecord:
     failures: tuple[TextFailure, ...]
     flaky: tuple[int, ...]  # failed alone once, then worked: kept in the set
     calls: int
+    texts: int  # texts screened (the whole set)
+    batch_errors: tuple[str, ...] = ()  # batches that failed although each of their texts alone worked
 
     @property
     def failed_indices(self) -> frozenset[int]:
         return frozenset(f.index for f in self.failures)
+
+    @property
+    def every_text_failed(self) -> bool:
+        return self.texts > 0 and len(self.failures) == self.texts
 
 
 @dataclass(frozen=True)

@@ -105,8 +105,7 @@ class RunState:
         return next((r for r in self.screening if (r.backend, r.text_set) == (backend, text_set)), None)
 
     def excluded_for(self, backend: str, text_set: str) -> tuple[int, ...]:
-        """Texts left out of this backend's measurements on this set (see analysis.excluded_for):
-        so both sides of a comparison run on the same texts where the backend order allows."""
+        """Texts left out of this backend's measurements on this set (see analysis.excluded_for)."""
         from bench.analysis import excluded_for
 
         return excluded_for(to_jsonable(self.screening), backend, text_set)
@@ -161,7 +160,7 @@ def restore_state(results_dir: Path, config_payload: dict[str, Any], digest: str
     state.failures.extend(Failure(**f) for f in data["failures"])
     state.screening.extend(
         ScreenRecord(r["backend"], r["text_set"], tuple(TextFailure(**f) for f in r["failures"]),
-                     tuple(r["flaky"]), r["calls"])
+                     tuple(r["flaky"]), r["calls"], r["texts"], tuple(r.get("batch_errors", ())))
         for r in data["screening"]
     )
     state.truncation.extend(
@@ -213,8 +212,8 @@ def truncation_record(backend: EmbeddingBackend, description: dict[str, Any], te
 
 @dataclasses.dataclass(frozen=True)
 class WorkingSet:
-    """The texts of one set a backend is measured on: all but `excluded` (per-text failures of
-    this backend and of the backends screened before it), in set order."""
+    """The texts of one set a backend is timed on: all but `excluded` (texts some backend could
+    not embed, see analysis.excluded_for), in set order."""
 
     name: str
     indices: tuple[int, ...]  # into the whole set
@@ -239,65 +238,105 @@ class WorkingSet:
         return counts
 
 
-async def screened_set(backend: EmbeddingBackend, description: dict[str, Any], ts, state: RunState,
-                       results_dir: Path, reporter: Reporter) -> WorkingSet | None:
-    """Screen the set once per backend (bench/screening.py; kept for --resume) and return the
-    texts to measure on; None when nothing is left (recorded as a failure)."""
+async def screen_backend(backend: EmbeddingBackend, text_sets, state: RunState, results_dir: Path,
+                         reporter: Reporter, probe_checks: dict[str, dict[str, Any]] | None = None) -> None:
+    """Phase 1, for every backend before any is timed: probe gate, cold load (the recorded load
+    figure), screen every text set for per-text failures (bench/screening.py), unload.
+
+    So every backend is then timed on the same texts: those no backend failed on. A backend
+    the probe rules out, that cannot load, that stops answering (BackendUnavailable) or that
+    fails every text of every set is recorded with its error and not measured.
+    """
     from bench.batching import capped_counts
     from bench.screening import screen_texts
 
-    texts, tokens = list(ts.texts), list(ts.token_counts)
-    if state.screen_of(backend.name, ts.name) is None:
-        with reporter.task(f"{backend.name} · {ts.name} · screen for per-text failures", len(texts)) as adv:
-            record = await screen_texts(backend, ts.name, texts, capped_counts(tokens, description.get("max_tokens")),
-                                        adv)
-        state.screening.append(record)
-        for failure in record.failures:
-            reporter.note(f"[yellow]{backend.name}[/]: cannot embed {ts.name} text {failure.index}: {failure.error}")
+    name = backend.name
+    record = state.backends.get(name)
+    if record is not None and (record.error or all(state.screen_of(name, ts.name) for ts in text_sets)):
+        return  # --resume: screened (or ruled out) already
+    vetoed = gate_reason(PROBE_GATES.get(name), probe_checks)
+    if vetoed:
+        state.backends[name] = BackendRecord(name, backend.describe(), None, (), vetoed)
+        state.failures.append(Failure(name, None, "probe gate", vetoed))
+        reporter.note(f"[yellow]{name}[/]: skipped: {vetoed}")
         save(state, results_dir)
-    excluded = state.excluded_for(backend.name, ts.name)
+        return
+    try:
+        load = await backend.load()
+    except BackendError as err:
+        state.backends[name] = BackendRecord(name, backend.describe(), None, (), str(err))
+        state.failures.append(Failure(name, None, "load", str(err)))
+        reporter.note(f"[red]{name}[/]: {err}")
+        save(state, results_dir)
+        return
+    description = backend.describe()
+    # On resume the first (cold) load figure is kept: this load may have been warm.
+    state.backends[name] = BackendRecord(name, description, record.load if record and record.load
+                                         else to_jsonable(load), (), None)
+    save(state, results_dir)
+    try:
+        for ts in text_sets:
+            if state.screen_of(name, ts.name) is not None:
+                continue
+            texts = list(ts.texts)
+            with reporter.task(f"{name} · {ts.name} · screen for per-text failures", len(texts)) as adv:
+                screened = await screen_texts(backend, ts.name, texts,
+                                              capped_counts(ts.token_counts, description.get("max_tokens")), adv)
+            state.screening.append(screened)
+            for failure in screened.failures:
+                reporter.note(f"[yellow]{name}[/]: cannot embed {ts.name} text {failure.index}: {failure.error}")
+            save(state, results_dir)
+        mine = [state.screen_of(name, ts.name) for ts in text_sets]
+        if mine and all(r.every_text_failed for r in mine):
+            error = f"every text of every set failed, first: {mine[0].failures[0].error}"
+            state.backends[name] = dataclasses.replace(state.backends[name], error=error)
+            state.failures.append(Failure(name, None, "screen", error))
+    except BackendError as err:  # infrastructure (BackendUnavailable): not the texts
+        error = f"stopped while screening: {err}"
+        state.backends[name] = dataclasses.replace(state.backends[name], error=error)
+        state.failures.append(Failure(name, None, "screen", error))
+        reporter.note(f"[red]{name}[/]: {error}")
+    finally:
+        try:
+            await backend.unload()
+        except BackendError as err:
+            reporter.note(f"{name}: unload failed: {err}")
+        save(state, results_dir)
+
+
+def working_set(ts, state: RunState, backend: str) -> WorkingSet | None:
+    """The texts of `ts` this backend is timed on; None when none is left (recorded as a failure)."""
+    texts, tokens = list(ts.texts), list(ts.token_counts)
+    excluded = state.excluded_for(backend, ts.name)
     indices = tuple(i for i in range(len(texts)) if i not in set(excluded))
     if not indices:
-        state.failures.append(Failure(backend.name, ts.name, "screen",
-                                      "no text left to measure: every text failed on this or an earlier backend"))
-        save(state, results_dir)
+        state.failures.append(Failure(backend, ts.name, "screen", "no text of this set to measure: this backend "
+                                      "could not embed any (see screening)"))
         return None
     return WorkingSet(ts.name, indices, [texts[i] for i in indices], [tokens[i] for i in indices],
                       tuple(tokens), excluded)
 
 
 async def measure_backend(backend: EmbeddingBackend, config: BenchConfig, text_sets, state: RunState,
-                          results_dir: Path, reporter: Reporter,
-                          probe_checks: dict[str, dict[str, Any]] | None = None, beir=None) -> None:
-    """Load, run each scenario on each text set, record memory, unload. Saves after each step.
-
-    A backend whose probe gate (bench.backends.PROBE_GATES) the probe's checks rule out is
-    not loaded: the skip is recorded as its error and as a Failure carrying the probe's reason.
-    """
+                          results_dir: Path, reporter: Reporter, beir=None) -> None:
+    """Phase 2: load again, run each scenario on each text set's common texts (working_set),
+    record memory, unload. Saves after each step. Skips a backend phase 1 recorded an error for."""
     from bench import scenarios
 
     profile = config.profile
     record = state.backends.get(backend.name)
-    vetoed = gate_reason(PROBE_GATES.get(backend.name), probe_checks)
-    if vetoed:
-        state.backends[backend.name] = BackendRecord(backend.name, backend.describe(), None, (), vetoed)
-        state.failures.append(Failure(backend.name, None, "probe gate", vetoed))
-        reporter.note(f"[yellow]{backend.name}[/]: skipped: {vetoed}")
-        save(state, results_dir)
+    if record is None or record.error:
         return
     try:
-        load = await backend.load()
+        await backend.load()  # the cold load was measured in phase 1
     except BackendError as err:
-        state.backends[backend.name] = BackendRecord(backend.name, backend.describe(), None, (), str(err))
+        state.backends[backend.name] = dataclasses.replace(record, error=str(err))
         state.failures.append(Failure(backend.name, None, "load", str(err)))
         reporter.note(f"[red]{backend.name}[/]: {err}")
         save(state, results_dir)
         return
     description = backend.describe()
-    # On resume the first (cold) load figure is kept: this load may have been warm.
-    load_figure = record.load if record and record.load else to_jsonable(load)
-    state.backends[backend.name] = BackendRecord(backend.name, description, load_figure, (), None)
-    save(state, results_dir)
+    state.backends[backend.name] = dataclasses.replace(record, description=description)
     done = state.done_keys()
 
     def skip(scenario: str, text_set: str, **params: Any) -> bool:
@@ -306,7 +345,7 @@ async def measure_backend(backend: EmbeddingBackend, config: BenchConfig, text_s
 
     try:
         for ts in text_sets:
-            working = await screened_set(backend, description, ts, state, results_dir, reporter)
+            working = working_set(ts, state, backend.name)
             if working is None:
                 continue
             texts, tokens = working.texts, working.tokens
@@ -417,9 +456,9 @@ async def throughput_sweep(backend, description, working: WorkingSet, config, st
     Token-budget passes plan their batches from the token counts capped at the backend's max
     tokens (what it actually runs), the same counts analysis uses to know each batch's size.
 
-    The best setting (highest texts/s of its first pass) is passed over the whole set again
-    until it has `profile.best_setting_passes` passes (params gain {"repeat": k}): the decision
-    compares the two sides there, with a spread across whole passes, not within one.
+    The best setting (highest texts/s of its first pass) is then passed over the whole set
+    `profile.best_setting_passes` more times (params gain {"repeat": k}): the decision compares
+    the two sides on these fresh passes, with a spread across whole passes, not within one.
     """
     from bench import analysis
 
@@ -453,7 +492,7 @@ async def throughput_sweep(backend, description, working: WorkingSet, config, st
                                     len(working.set_tokens))
     if best is None:
         return
-    for repeat in range(1, config.profile.best_setting_passes):
+    for repeat in range(1, config.profile.best_setting_passes + 1):
         params = {**best, "repeat": repeat}
         if skip("throughput", working.name, **params):
             continue
@@ -702,9 +741,12 @@ async def run_bench(config: BenchConfig, reporter: Reporter | None = None) -> Ru
         attention_settings=probe_settings,
     )
     try:
-        for name in config.backends:
-            backend = BACKENDS[name](settings)
-            await measure_backend(backend, config, workload.sets, state, results_dir, reporter, probe_checks, beir)
+        # Every backend is screened before any is timed, so all are timed on the same texts.
+        backends = [BACKENDS[name](settings) for name in config.backends]
+        for backend in backends:
+            await screen_backend(backend, workload.sets, state, results_dir, reporter, probe_checks)
+        for backend in backends:
+            await measure_backend(backend, config, workload.sets, state, results_dir, reporter, beir)
         compare_quality(state, results_dir, config.backends, workload.sets, config.profile.quality_pairs,
                         config.profile.neighbours_k, config.profile.seed)
         state.status = "complete"

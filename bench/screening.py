@@ -14,9 +14,10 @@ screened first, untimed (it also warms the backend up):
    second error is kept, with the first when they differ); succeeding makes it "flaky" --
    it stays in the set, and a later timed failure counts as any failed call does.
 
-Infrastructure is not texts: BackendUnavailable (refused, timed out, dropped) propagates,
-and so does a set where every text failed -- a server answering errors for everything is
-not measured, as before.
+Infrastructure is not texts: BackendUnavailable (refused, timed out, dropped) propagates.
+A set where every text failed is recorded as such (ScreenRecord.every_text_failed): that
+backend is not measured on it, and its failures do not take the texts away from the others.
+A batch that failed while every text alone worked is kept as a batch error (not a text's).
 """
 
 from __future__ import annotations
@@ -49,12 +50,15 @@ async def screen_texts(backend: EmbeddingBackend, text_set: str, texts: Sequence
     backend runs them (capped at its max tokens), for the batch plan."""
     failures: list[TextFailure] = []
     flaky: list[int] = []
+    batch_errors: list[str] = []
     calls = 0
     for batch in token_budget_batches(token_counts, SCREEN_TOKEN_BUDGET):
         calls += 1
-        if await _try(backend, [texts[i] for i in batch]) is None:
+        batch_error = await _try(backend, [texts[i] for i in batch])
+        if batch_error is None:
             advance(len(batch))
             continue
+        found = len(failures) + len(flaky)
         for i in batch:  # one text failed the whole call: find which
             calls += 1
             first = await _try(backend, [texts[i]])
@@ -67,8 +71,7 @@ async def screen_texts(backend: EmbeddingBackend, text_set: str, texts: Sequence
                     error = str(second) if str(second) == str(first) else f"{second} (first try: {first})"
                     failures.append(TextFailure(backend.name, text_set, i, error, second.http_status))
             advance(1)
-    if texts and len(failures) == len(texts):
-        raise BackendUnavailable(f"every text of '{text_set}' failed ({len(texts)} of {len(texts)}), "
-                                 f"first: {failures[0].error}")
+        if len(failures) + len(flaky) == found and len(batch) > 1:
+            batch_errors.append(f"a batch of {len(batch)} texts failed, each alone worked: {batch_error}")
     return ScreenRecord(backend.name, text_set, tuple(sorted(failures, key=lambda f: f.index)),
-                        tuple(sorted(flaky)), calls)
+                        tuple(sorted(flaky)), calls, len(texts), tuple(batch_errors))

@@ -22,7 +22,7 @@ from bench.decision import (
     decide,
 )
 from bench.roofline_view import RooflineView, roofline_view
-from bench.stats import ratio_with_spread
+from bench.stats import ratio_of_few, ratio_with_spread
 from probe.view import Column, Table, format_value, make_table
 
 VERDICT_MD = "verdict.md"
@@ -98,10 +98,11 @@ def speed_comparisons(bench: dict[str, Any], control: str, treatment: str, probe
         c, t = set_figures(bench, control, text_set), set_figures(bench, treatment, text_set)
         cb, tb = c.best_throughput, t.best_throughput
         if cb and tb:
-            spread = (ratio_with_spread(tb.pass_rates, cb.pass_rates)
+            # Geometric means of the fresh passes with Welch's interval; one pass a side: the point only.
+            spread = (ratio_of_few(tb.pass_rates, cb.pass_rates)
                       if min(len(tb.pass_rates), len(cb.pass_rates)) >= 2 else None)
             throughput.append(SpeedComparison(
-                text_set, "throughput (best setting)", tb.texts_per_s / cb.texts_per_s,
+                text_set, "throughput (best setting)", spread.ratio if spread else tb.texts_per_s / cb.texts_per_s,
                 spread.ci95_low if spread else None, spread.ci95_high if spread else None,
                 f"{format_value(tb.texts_per_s, FIGURE_DIGITS)} vs {format_value(cb.texts_per_s, FIGURE_DIGITS)} "
                 f"texts/s, "
@@ -218,6 +219,7 @@ def decision_inputs(probe: dict[str, Any] | None, bench: dict[str, Any]) -> tupl
     if control and treatment:
         quality_ok, quality_problems = quality_issues_for(bench, control, treatment)
         throughput, latency = speed_comparisons(bench, control, treatment, probe)
+        missing += uncompared_sets(bench, {c.text_set for c in throughput}, control, treatment)
     overall = (probe or {}).get("overall", {})
     native_device = _description(bench, treatment).get("device") if treatment else None
     inputs = DecisionInputs(
@@ -238,6 +240,24 @@ def decision_inputs(probe: dict[str, Any] | None, bench: dict[str, Any]) -> tupl
         native_text_failures=tuple(text_failure_lines(bench, treatment, control)) if treatment else (),
     )
     return inputs, control, treatment
+
+
+def uncompared_sets(bench: dict[str, Any], compared: set[str], control: str, treatment: str) -> list[str]:
+    """A text set without a throughput comparison is missing evidence -- unless one side could
+    embed none of its texts, which text_failure_lines names as a finding or an issue."""
+    from bench.analysis import text_failures
+
+    gaps = []
+    for s in bench["workload"]["sets"]:
+        if s["name"] in compared:
+            continue
+        size = len(s["token_counts"])
+        if any(size and len(text_failures(bench, b, s["name"])) == size for b in (control, treatment)):
+            continue
+        why = next((f["error"] for f in bench["failures"] if f.get("text_set") == s["name"]
+                    and f["backend"] in (control, treatment)), "no complete throughput pass on one side")
+        gaps.append(f"no throughput comparison on '{s['name']}' ({why})")
+    return gaps
 
 
 def _description(bench: dict[str, Any], backend: str | None) -> dict[str, Any]:

@@ -89,14 +89,47 @@ def test_ratio_2_02_with_ci_1_45_to_2_60_is_borderline_and_not_migration():
     assert decision.borderline
     assert decision.sets[0].speed_class is SpeedClass.FASTER  # the conservative reading
     reason = next(r for r in decision.reasons if r.startswith("'short'"))
-    assert "borderline" in reason and "crosses 2×" in reason and "passes per side" in reason
-    assert "lower end: faster, below 2×" in reason
+    assert reason.startswith("'short': native faster, below 2× (2.02×")
+    assert "borderline: the CI crosses 2×" in reason and "passes per side" in reason
 
 
-def test_borderline_at_the_similar_band_keeps_ollama_conservatively():
+def test_faster_with_a_ci_reaching_into_the_similar_band_is_faster_borderline_not_similar():
+    """'similar' only when the CI lies inside the band: 1.3× with CI 1.1–1.5 is not similar."""
     comparison = SpeedComparison("short", "throughput (best setting)", 1.3, 1.1, 1.5, "test", (3, 3))
     decision = decide(replace(BASE, throughput=(comparison,)))
+    assert decision.outcome is Outcome.CONDITIONAL and decision.borderline
+    assert decision.sets[0].speed_class is SpeedClass.FASTER
+
+
+def test_one_bad_pass_out_of_three_does_not_turn_a_faster_native_into_keep():
+    """The reviewer's case: native passes 300, 300, 90 texts/s against Ollama's 100, 100, 100."""
+    from bench.stats import ratio_of_few
+
+    r = ratio_of_few([300.0, 300.0, 90.0], [100.0, 100.0, 100.0])
+    comparison = SpeedComparison("short", "throughput (best setting)", r.ratio, r.ci95_low, r.ci95_high, "test", (3, 3))
+    decision = decide(replace(BASE, throughput=(comparison,)))
+    assert decision.outcome is Outcome.CONDITIONAL  # faster by the passes, not settled: never "similar"/Keep
+    assert decision.sets[0].speed_class is SpeedClass.FASTER and decision.borderline
+
+
+def test_a_similar_ratio_with_a_wide_ci_stays_similar_and_says_it_is_borderline():
+    comparison = SpeedComparison("short", "throughput (best setting)", 1.2, 0.7, 1.6, "test", (3, 3))
+    decision = decide(replace(BASE, throughput=(comparison,)))
     assert decision.outcome is Outcome.KEEP and decision.borderline
+    assert decision.reasons[0].startswith("'short': native similar (1.20×")
+
+
+def test_native_clearly_slower_on_single_text_latency_makes_a_migration_conditional():
+    slow = tuple(SpeedComparison(f"set{i}", "single-text latency p50", 0.33, 0.30, 0.36, "p50 test", (200, 200))
+                 for i in range(2))
+    decision = decide(replace(BASE, latency=slow))
+    assert decision.outcome is Outcome.CONDITIONAL
+    assert any(r.startswith("native slower on single-text latency on 'set0' (0.33×") for r in decision.reasons)
+
+
+def test_an_unknown_placement_string_is_not_taken_for_the_gpu():
+    decision = decide(replace(BASE, ollama_placement="mixed"))
+    assert decision.outcome is Outcome.INCONCLUSIVE
 
 
 def test_no_ci_cannot_claim_two_x():
@@ -199,3 +232,24 @@ def test_similar_band_is_symmetric_around_one():
     assert read_set(tput(1 / SIMILAR_BELOW + 0.01, spread=0.0)[0]).speed_class is SpeedClass.SIMILAR
     assert read_set(tput(1 / SIMILAR_BELOW, spread=0.0)[0]).speed_class is SpeedClass.SLOWER
 
+
+
+def test_a_set_without_a_throughput_comparison_is_missing_unless_a_side_embeds_none_of_it():
+    """Every set must be compared: a native that ran out of memory on every documents setting must
+    not leave a 'Create Migration TD' decided on the other two sets."""
+    import json
+
+    from bench.verdict import uncompared_sets
+
+    fixture = Path(__file__).parent / "fixtures" / "results" / "conditional" / "bench.json"
+    bench = json.loads(fixture.read_text())
+    bench["failures"].append({"backend": "native-fp16", "text_set": "documents", "scenario": "throughput",
+                              "error": "batch_size=1 did not fit in device memory (out of memory)"})
+    gaps = uncompared_sets(bench, {"short", "long"}, "ollama", "native-fp16")
+    assert gaps == ["no throughput comparison on 'documents' (batch_size=1 did not fit in device memory "
+                    "(out of memory))"]
+    size = len(next(s for s in bench["workload"]["sets"] if s["name"] == "documents")["token_counts"])
+    bench["screening"].append({"backend": "ollama", "text_set": "documents", "flaky": [], "calls": 1, "texts": size,
+                               "failures": [{"backend": "ollama", "text_set": "documents", "index": i,
+                                             "error": "NaN", "http_status": 500} for i in range(size)]})
+    assert uncompared_sets(bench, {"short", "long"}, "ollama", "native-fp16") == []

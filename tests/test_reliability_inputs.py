@@ -95,7 +95,7 @@ def test_awkward_texts_are_embedded_and_truncation_is_counted(tmp_path, small_mo
     texts = tmp_path / "texts.txt"
     texts.write_text("\r\n".join(lines) + "\n", encoding="utf-8", newline="")
     # One pass per setting: this is about the texts, not about the spread across passes.
-    profile = tiny_profile(small_model_path, batch_sizes=(1,), concurrency_levels=(1,), best_setting_passes=1)
+    profile = tiny_profile(small_model_path, batch_sizes=(1,), concurrency_levels=(1,), best_setting_passes=0)
     config = config_for(profile, tmp_path, ["ollama", "native-fp32"], ollama_standin.host, texts_file=texts,
                         timeout_s=30.0)  # screening sends the 1 MB text in a list with the others
     reporter = HookReporter()

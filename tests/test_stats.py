@@ -135,3 +135,34 @@ def test_throughput():
     assert throughput(10, None, 4.0).tokens_per_s is None
     with pytest.raises(ValueError):
         throughput(1, 1, 0.0)
+
+
+def test_ratio_of_few_is_welch_on_logs_as_scipy_computes_it():
+    """Independent reference: scipy's own Welch test (ttest_ind, equal_var=False) on the logs."""
+    import math
+
+    from scipy import stats as scipy_stats
+
+    from bench.stats import ratio_of_few
+
+    native, ollama = [300.0, 310.0, 290.0, 305.0], [100.0, 104.0, 98.0]
+    r = ratio_of_few(native, ollama)
+    reference = scipy_stats.ttest_ind(np.log(native), np.log(ollama), equal_var=False).confidence_interval(0.95)
+    assert r.ratio == pytest.approx(math.exp(np.log(native).mean() - np.log(ollama).mean()))
+    assert r.ci95_low == pytest.approx(math.exp(reference.low))
+    assert r.ci95_high == pytest.approx(math.exp(reference.high))
+    assert r.ci95_low < 3.0 < r.ci95_high
+
+
+def test_ratio_of_few_does_not_let_one_bad_pass_pin_the_interval_to_it():
+    """Three passes with one outlier: the bootstrap of medians gives [worst/best, best/worst];
+    the t interval is wide but centred on the geometric means, and says so by its width."""
+    from bench.stats import ratio_of_few
+
+    r = ratio_of_few([300.0, 300.0, 90.0], [100.0, 100.0, 100.0])
+    assert r.ratio == pytest.approx((300 * 300 * 90) ** (1 / 3) / 100)
+    assert r.ci95_low < 1.0 and r.ci95_high > 4.0  # honest: three passes cannot settle this
+    same = ratio_of_few([200.0, 200.0], [100.0, 100.0])
+    assert same.ratio == same.ci95_low == same.ci95_high == pytest.approx(2.0)
+    with pytest.raises(ValueError):
+        ratio_of_few([1.0], [1.0, 2.0])

@@ -124,14 +124,13 @@ def test_native_failing_some_texts_is_a_native_issue_and_the_rest_is_compared(
     assert data["backends"]["native-fp32"]["error"] is None
     docs = [m for m in data["measurements"] if m["text_set"] == "documents"]
     assert {m["backend"] for m in docs} == {"ollama", "native-fp32"}
-    assert all(m["excluded"] == [1] for m in docs if m["backend"] == "native-fp32")
-    assert all(m["excluded"] == [] for m in docs if m["backend"] == "ollama")  # it ran first
+    assert all(m["excluded"] == [1] for m in docs)  # both sides timed on the texts both embed
 
     probe, bench = load_results(tmp_path)
     _, decision = build_context(probe, bench)
     assert any("native-fp32 could not embed 1 of 2 documents texts" in r for r in decision.reasons)
     _, md = verdict(tmp_path)
-    assert "native on 1, Ollama on 2 of 2 texts" in md
+    assert "1 of 2 texts, the same on both sides" in md
 
 
 # ------------------------------------------------------------------ screening itself, with fakes
@@ -183,8 +182,36 @@ def test_a_text_that_fails_once_then_works_is_flaky_not_a_failure():
     assert record.failures == () and record.flaky == (3,)
 
 
-def test_infrastructure_and_all_texts_failing_are_not_per_text():
+def test_infrastructure_is_not_per_text_and_a_set_where_everything_fails_says_so():
     with pytest.raises(BackendUnavailable):
         screen(Scripted(unavailable=True))
-    with pytest.raises(BackendUnavailable, match="every text of 'short' failed"):
-        screen(Scripted(always=set(TEXTS)))
+    record = screen(Scripted(always=set(TEXTS)))
+    assert record.every_text_failed and record.texts == 6
+
+
+def test_a_batch_that_fails_while_each_text_alone_works_is_a_batch_error_not_a_texts():
+    class TooManyAtOnce(Scripted):
+        async def embed(self, texts):
+            self.calls.append(list(texts))
+            if len(texts) > 3:
+                raise BackendError("request too large", http_status=413)
+
+    record = screen(TooManyAtOnce())
+    assert record.failures == () and record.flaky == ()
+    assert record.batch_errors == ("a batch of 6 texts failed, each alone worked: request too large",)
+
+
+def test_a_set_ollama_cannot_embed_at_all_is_a_finding_and_native_is_still_measured_on_it(
+        tmp_path, small_model_path, ollama_standin):
+    profile = tiny(small_model_path)
+    texts = workload_texts(small_model_path, profile)
+    ollama_standin.nan_for(texts["documents"])
+    data = run(tmp_path, profile, ["ollama", "native-fp32"], ollama_standin.host)
+    assert data["backends"]["ollama"]["error"] is None  # measured on the sets it can embed
+    docs = {m["backend"] for m in data["measurements"] if m["text_set"] == "documents"}
+    assert docs == {"native-fp32"}  # its failures do not take the set away from native
+    assert any(m["backend"] == "ollama" and m["text_set"] == "short" for m in data["measurements"])
+    probe, bench = load_results(tmp_path)
+    inputs, _, _ = __import__("bench.verdict", fromlist=["decision_inputs"]).decision_inputs(probe, bench)
+    assert not any("documents" in gap for gap in inputs.missing)  # a finding, not missing evidence
+    assert any("could not embed 2 of 2 documents texts" in f for f in inputs.ollama_text_failures)
