@@ -16,6 +16,12 @@ from probe.console import make_console
 EXIT_INTERRUPTED = 130
 
 
+class BadOption(click.ClickException):
+    """A wrong option value: one `Error: ...` line (no usage block), exit 2 as click uses for usage errors."""
+
+    exit_code = 2
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Measure Ollama and native sentence-transformers side by side (TD-073) and render the verdict."""
@@ -41,21 +47,35 @@ def main() -> None:
 @click.option("--num-ctx", type=int, help="Ollama num_ctx option (context tokens; changing it reloads the model).")
 @click.option("--num-batch", type=int, help="Ollama num_batch option (changing it reloads the model).")
 @click.option("--device", help="Device for native backends (default: cuda when available, else cpu).")
+@click.option("--model", help="Native model: hub name or local folder (e.g. one made by `standin-model`); "
+                              "overrides the profile's.")
+@click.option("--ollama-model", help="Model tag in Ollama (e.g. bge-m3:567m); overrides the profile's.")
+@click.option("--sizes", metavar="SET=N,...",
+              help="Texts per generated set, e.g. short=100,long=100,documents=10 for a shorter run; "
+                   "sets not named keep the profile's size.")
 @click.option("--resume", is_flag=True, help="Continue a partial results/bench.json instead of starting over.")
 def run(profile, backends, texts_file, beir_dir, results_dir, ollama_host, timeout_s, num_ctx, num_batch,
-        device, resume) -> None:
+        device, model, ollama_model, sizes, resume) -> None:
     """Run the bench and write RESULTS/bench.json (raw samples, summaries, quality)."""
-    from bench.config import BenchConfig
+    from bench.config import BenchConfig, ConfigError, override_profile, parse_sizes
     from bench.progress import RichReporter
 
     chosen = tuple(backends) or PROFILES[profile].backends
     unknown = [b for b in chosen if b not in BACKENDS]
     if unknown:
         raise click.UsageError(f"unknown backend(s) {', '.join(unknown)}; known: {', '.join(BACKENDS)}")
+    if sizes is not None and texts_file is not None:
+        raise BadOption("--sizes sizes the generated sets; with --texts the file's texts are the one set. Drop one.")
+    try:
+        overrides = {k: v for k, v in (("model", model), ("ollama_model", ollama_model),
+                                       ("sizes", None if sizes is None else parse_sizes(sizes))) if v is not None}
+    except ConfigError as err:
+        raise BadOption(f"--sizes: {err}") from None
     options = {k: v for k, v in (("num_ctx", num_ctx), ("num_batch", num_batch)) if v is not None}
-    config = BenchConfig(profile=PROFILES[profile], backends=chosen, results_dir=results_dir,
-                         ollama_host=ollama_host, timeout_s=timeout_s, ollama_options=options,
-                         texts_file=texts_file, beir_dir=beir_dir, device=device, resume=resume)
+    config = BenchConfig(profile=override_profile(PROFILES[profile], overrides), backends=chosen,
+                         results_dir=results_dir, ollama_host=ollama_host, timeout_s=timeout_s,
+                         ollama_options=options, texts_file=texts_file, beir_dir=beir_dir, device=device,
+                         resume=resume, overrides=overrides)
     console = make_console(stderr=True)
     ensure_model_or_exit(config.profile.model, console)
     state = run_with_signals(config, console, RichReporter)

@@ -93,6 +93,9 @@ class BenchConfig:
     beir_dir: Path | None = None
     device: str | None = None
     resume: bool = False
+    # What the user set instead of the profile's values (--model, --ollama-model, --sizes),
+    # already applied to `profile`; kept so bench.json and the verdict can say so.
+    overrides: dict[str, Any] = field(default_factory=dict)
 
     def with_profile(self, **changes: Any) -> BenchConfig:
         return replace(self, profile=replace(self.profile, **changes))
@@ -100,6 +103,39 @@ class BenchConfig:
 
 class ConfigError(Exception):
     """A configuration the run cannot start with; the message says what to change."""
+
+
+def parse_sizes(text: str) -> dict[str, int]:
+    """"short=100,long=100,documents=10" -> {"short": 100, ...}; a ConfigError names what is wrong."""
+    from bench.workload import TARGET_TOKENS
+
+    sizes: dict[str, int] = {}
+    for item in (part.strip() for part in text.split(",")):
+        name, equals, number = item.partition("=")
+        name = name.strip()
+        if not equals or not name:
+            raise ConfigError(f"expected SET=N items separated by commas (e.g. short=100,long=100,documents=10), "
+                              f"got {item!r}.")
+        if name not in TARGET_TOKENS:
+            raise ConfigError(f"unknown text set {name!r}; known: {', '.join(TARGET_TOKENS)}.")
+        if name in sizes:
+            raise ConfigError(f"text set {name!r} given twice.")
+        try:
+            size = int(number.strip())
+        except ValueError:
+            raise ConfigError(f"{name}: {number.strip()!r} is not a whole number of texts.") from None
+        if size < 1:
+            raise ConfigError(f"{name}: needs at least 1 text, got {size}.")
+        sizes[name] = size
+    return sizes
+
+
+def override_profile(profile: Profile, overrides: dict[str, Any]) -> Profile:
+    """The profile with the user's model, Ollama model and set sizes (keys: model, ollama_model, sizes)."""
+    sizes = overrides.get("sizes") or {}
+    return replace(profile, model=overrides.get("model", profile.model),
+                   ollama_model=overrides.get("ollama_model", profile.ollama_model),
+                   set_sizes={**profile.set_sizes, **sizes})
 
 
 def resolve_model(spec: str) -> str:

@@ -144,6 +144,10 @@ def restore_state(results_dir: Path, config_payload: dict[str, Any], digest: str
         )
     if data["config"].get("profile", {}).get("name") != config_payload["profile"]["name"]:
         raise ResultsFileError(f"{results_dir / BENCH_JSON}: was run with another profile; resume needs the same one.")
+    models = (data["config"].get("resolved_model"), data["config"].get("profile", {}).get("ollama_model"))
+    if models != (config_payload["resolved_model"], config_payload["profile"]["ollama_model"]):
+        raise ResultsFileError(f"{results_dir / BENCH_JSON}: was run with native model {models[0]!r} and Ollama "
+                               f"model {models[1]!r}; resume needs the same --model and --ollama-model.")
     state = RunState(config=config_payload, environment=data["environment"], workload=data["workload"],
                      created_at=data["created_at"])
     for m in data["measurements"]:
