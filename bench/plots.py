@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from bench.analysis import all_figures, text_set_names
+from bench.standin_model import recorded_weights_label
 from probe.view import format_value
 
 
@@ -174,7 +175,8 @@ def cosine_plot(bench: dict[str, Any], control: str | None, treatment: str | Non
         values = [float(v) for v in q["per_text_cosine"]]
         finite = [v for v in values if math.isfinite(v)]
         ax.hist(finite, bins=40, alpha=0.6, label=f"{q['text_set']} (n={len(finite)})")
-    ax.set_title(f"per-text cosine: {treatment} vs {control}")
+    label = recorded_weights_label(bench)
+    ax.set_title(f"per-text cosine: {treatment} vs {control}" + (f"\n({label})" if label else ""))
     ax.set_xlabel("cosine")
     ax.set_ylabel("texts")
     ax.legend(fontsize=8)

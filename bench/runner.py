@@ -683,11 +683,14 @@ def gate_reason(gate: ProbeGate | None, checks: dict[str, dict[str, Any]] | None
 
 
 def config_payload(config: BenchConfig, model: str) -> dict[str, Any]:
+    from bench.standin_model import weights_of
     from probe.facts import redact_url_credentials
 
     payload = to_jsonable(config)
     payload["ollama_host"] = redact_url_credentials(config.ollama_host)
     payload["resolved_model"] = model
+    # A stand-in with random weights says so here; the verdict reads it (Inconclusive, labelled tables).
+    payload["model_weights"] = weights_of(model)
     return payload
 
 

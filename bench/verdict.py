@@ -22,6 +22,7 @@ from bench.decision import (
     decide,
 )
 from bench.roofline_view import RooflineView, roofline_view
+from bench.standin_model import recorded_weights_label
 from bench.stats import ratio_of_few, ratio_with_spread
 from probe.view import Column, Table, format_value, make_table
 
@@ -213,6 +214,11 @@ def decision_inputs(probe: dict[str, Any] | None, bench: dict[str, Any]) -> tupl
                        + _failure_hint(bench, "ollama"))
     if treatment is None:
         missing.append("the native side was not measured" + _failure_hint(bench, "native"))
+    random_weights = recorded_weights_label(bench)
+    if random_weights:
+        missing.append(f"{random_weights} — the native model is a stand-in with seeded random weights "
+                       f"({bench['config']['model_weights']['source']}), not BAAI/bge-m3, so its vectors "
+                       "cannot answer the quality question and no migration can follow from this run")
     quality_ok, quality_problems = (None, [])
     throughput: list[SpeedComparison] = []
     latency: list[SpeedComparison] = []
@@ -288,6 +294,7 @@ class VerdictContext:
 
     outcome: str
     outcome_is_migration: bool
+    weights_label: str | None  # "random weights: speed and memory only" for a stand-in model, else None
     reasons: tuple[str, ...]
     control: str | None
     treatment: str | None
@@ -441,6 +448,7 @@ def environment_table(probe: dict[str, Any] | None, bench: dict[str, Any], contr
     control_desc = ((bench["backends"].get(control) or {}).get("description") or {}) if control else {}
     native_desc = ((bench["backends"].get(treatment) or {}).get("description") or {}) if treatment else {}
     identity = bench["environment"].get("native_model") or {}
+    profile, overrides = bench["config"].get("profile", {}), bench["config"].get("overrides")
     rows = [
         ("GPU", facts.get("device_name"), "probe facts (torch.cuda)"),
         ("compute capability", ".".join(map(str, facts["device_capability"])) if facts.get("device_capability")
@@ -451,7 +459,12 @@ def environment_table(probe: dict[str, Any] | None, bench: dict[str, Any], contr
         ("sentence-transformers", libs.get("sentence-transformers"), "importlib.metadata"),
         ("transformers", libs.get("transformers"), "importlib.metadata"),
         ("native model", native_model_label(bench), identity.get("revision_source", "bench config (no revision)")),
-        ("native model folder", identity.get("path") or bench["config"].get("resolved_model"), "bench config"),
+        ("native model folder", identity.get("path") or bench["config"].get("resolved_model"),
+         _given_by(overrides, "model", "--model")),
+        ("native weights", _weights_text(bench), "bench config model_weights"),
+        ("Ollama model requested", profile.get("ollama_model"), _given_by(overrides, "ollama_model", "--ollama-model")),
+        ("text sets", ", ".join(f"{name} {size}" for name, size in (profile.get("set_sizes") or {}).items()),
+         _given_by(overrides, "sizes", "--sizes")),
         ("native device / dtype", f"{native_desc.get('device')} / {native_desc.get('dtype')}" if native_desc else None,
          "native backend"),
         ("native fp32 matmul", _fp32_matmul_text(native_desc.get("float32_matmul")),
@@ -518,6 +531,19 @@ def _fp32_matmul_text(facts: dict[str, Any] | None) -> str | None:
     if facts.get("pinned") == "highest":
         return f"IEEE fp32, pinned by the bench (process default '{default}')"
     return f"process default '{default}' (not pinned: weights are not fp32)"
+
+
+def _given_by(overrides: dict[str, Any] | None, key: str, option: str) -> str:
+    if overrides is None:  # bench.json from before the options existed
+        return "bench config"
+    return f"bench config (set by {option})" if key in overrides else "bench config (the profile's)"
+
+
+def _weights_text(bench: dict[str, Any]) -> str:
+    weights = bench["config"].get("model_weights")
+    if not weights:
+        return "not recorded"
+    return f"{weights['label']} (stand-in, seed {weights['marker'].get('seed')})" if weights.get("random") else "trained"
 
 
 def probe_table(probe: dict[str, Any] | None) -> Table:
@@ -660,6 +686,7 @@ def build_context(probe: dict[str, Any] | None, bench: dict[str, Any],
     ctx = VerdictContext(
         outcome=decision.outcome.value,
         outcome_is_migration=decision.outcome in (Outcome.MIGRATE, Outcome.CONDITIONAL),
+        weights_label=recorded_weights_label(bench),
         reasons=decision.reasons,
         control=control,
         treatment=treatment,
