@@ -363,9 +363,11 @@ class NativeBackend:
             facts["attn_implementation"] = _attn_implementation(self._model)
             facts["loaded_dtype"] = str(self._model.dtype).removeprefix("torch.")
             facts["prompt_prefix"] = self._prompt_prefix
-            if self._is_cuda():
-                import torch
+            import torch
 
+            # CPU figures depend on it: on a busy machine two intra-op threads can be far slower than one.
+            facts["torch_threads"] = torch.get_num_threads()
+            if self._is_cuda():
                 facts["device_name"] = torch.cuda.get_device_name(self._device)
         return facts
 
