@@ -41,7 +41,7 @@ def td073_run(standin_small, tmp_path_factory):
     patched = replace(PROFILES["td073"], **TD073_FOR_A_TEST)
     threads = torch.get_num_threads()
     # One intra-op thread: on a shared 2-core machine two threads wait on each other at every op
-    # (a 500-token forward of this model took 0.55 s with 2 threads, 17 ms with 1).
+    # (a 492-token forward of this model: median 839 ms with 2 threads, 43 ms with 1; n=20 each).
     torch.set_num_threads(1)
     with pytest.MonkeyPatch.context() as mp:
         mp.setitem(PROFILES, "td073", patched)
