@@ -7,7 +7,8 @@ pass over the texts both ways:
            normalize_embeddings=False) on the calling thread, the model being the backend's
            own loaded SentenceTransformer (same weights, dtype, device);
   harness  for each batch: `await scenarios.timed_embed(backend, batch)`, exactly as the bench
-           calls it (worker-thread hop, device sync, token counting, Sample bookkeeping).
+           calls it (worker-thread hop, device sync, Sample bookkeeping), after the same
+           untimed `backend.prepare` the bench makes (token counts).
 
 Pass wall = perf_counter around the whole loop. The two alternate with the order swapped
 every round (AB, BA, AB, ...), so drift (thermal, caches, other load) falls on both
@@ -156,7 +157,9 @@ async def run_perf(backend: Any, texts: Sequence[str], *, batch_size: int, round
     try:
         if getattr(backend, "model", None) is None:
             raise ValueError(f"{backend.name}: perf needs a native backend (one with a loaded .model)")
-        counts = capped_counts(backend.count_tokens(texts), backend.max_seq_length)
+        uncapped = backend.count_tokens(texts)
+        await backend.prepare(texts, uncapped)
+        counts = capped_counts(uncapped, backend.max_seq_length)
         bare, harness = await measure_overhead(backend, texts, batch_size, rounds)
         description = backend.describe()
     finally:

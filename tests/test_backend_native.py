@@ -55,7 +55,50 @@ def test_vectors_equal_model_encode(fp32_backend, small_model):
     assert response.vectors.dtype == np.float32
     assert response.vectors.shape == (len(TEXTS), 384)
     np.testing.assert_allclose(response.vectors, expected, atol=1e-5)
-    assert response.prompt_tokens == sum(backend.count_tokens(TEXTS))
+
+
+def test_prompt_tokens_come_from_prepare_and_unprepared_texts_are_not_counted(fp32_backend):
+    backend, _ = fp32_backend
+    fresh = ["Ein Text, den prepare() nie gesehen hat.", "never prepared"]
+    assert _run(backend.embed(fresh)).prompt_tokens is None  # never tokenised inside embed()
+    _run(backend.prepare(fresh, [101, 7]))  # the workload's counts are taken as given
+    assert _run(backend.embed(fresh)).prompt_tokens == 101 + 7
+    with pytest.raises(BackendError, match="2 texts but 1 token counts"):
+        _run(backend.prepare(fresh, [3]))
+
+
+def test_timed_region_holds_only_the_encode_call(fp32_backend, monkeypatch):
+    """Inside embed() (what the bench times) the tokenizer runs only as part of model.encode."""
+    backend, _ = fp32_backend
+    model = backend.model
+    texts = [f"Frischer Text Nummer {i} für die Messung, noch nie gesehen." for i in range(5)]
+    _run(backend.prepare(texts, backend.count_tokens(texts)))
+    inside_encode = []
+    calls_outside_encode = []
+    tokenizer_class, real_encode = type(model.tokenizer), model.encode
+    real_call = tokenizer_class.__call__
+
+    def spy_call(self, *args, **kwargs):
+        if not inside_encode:
+            calls_outside_encode.append(args)
+        return real_call(self, *args, **kwargs)
+
+    def encode(*args, **kwargs):
+        inside_encode.append(True)
+        try:
+            return real_encode(*args, **kwargs)
+        finally:
+            inside_encode.pop()
+
+    monkeypatch.setattr(tokenizer_class, "__call__", spy_call)
+    monkeypatch.setattr(model, "encode", encode)
+    expected = backend.count_tokens(texts)
+    calls_outside_encode.clear()
+    for text, count in zip(texts, expected):  # single-text calls: each one a first sight for a per-call cache
+        assert _run(backend.embed([text])).prompt_tokens == count
+    assert calls_outside_encode == []
+    backend.count_tokens(texts[:1])  # the spy sees a tokenizer call made outside encode
+    assert len(calls_outside_encode) == 1
 
 
 def test_backend_time_within_wall(fp32_backend):
@@ -73,6 +116,7 @@ def test_prompt_tokens_capped_at_max_seq_length(fp32_backend):
     short = "kurz"
     uncapped = backend.count_tokens([long_text, short])
     assert uncapped[0] > 256
+    _run(backend.prepare([long_text, short], uncapped))
     response = _run(backend.embed([long_text, short]))
     assert response.prompt_tokens == 256 + uncapped[1]
 

@@ -183,3 +183,16 @@ def test_helpers():
     assert not model_matches("bge-m3:567m", "bge-m3")
     assert offload_state(100, 100) == "gpu" and offload_state(100, 0) == "cpu"
     assert offload_state(100, 40) == "partial" and offload_state(None, 0) is None
+
+
+@pytest.mark.parametrize("cls, per_call", [(OllamaEmbedBackend, 1), (OllamaLegacyBackend, len(TEXTS))])
+def test_timed_region_holds_only_the_embed_requests(cls, per_call, ollama_standin):
+    """embed() (what the bench times) sends the embed request(s) and nothing else: no /api/ps,
+    /api/show or tokenize round trips inside the timer; prepare() sends nothing at all."""
+    backend = cls(settings(ollama_standin.host))
+    run(backend.load())
+    before = len(ollama_standin.requests)
+    run(backend.prepare(TEXTS, [10] * len(TEXTS)))
+    assert len(ollama_standin.requests) == before
+    run(backend.embed(TEXTS))
+    assert ollama_standin.paths()[before:] == [backend.endpoint] * per_call

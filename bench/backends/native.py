@@ -8,7 +8,8 @@ worker thread. The GPU is one resource; a single worker mirrors a service that s
 requests, and it keeps CUDA state (current device, streams) on one thread.
 `backend_time_s` is the time of `model.encode` measured on that thread (bracketed by
 `torch.cuda.synchronize` on CUDA), so the caller's wall time minus it is the wrapper overhead
-(thread hand-off, token counting).
+(the thread hand-off). Token counts are not made inside embed(): `prepare` takes them before
+timing starts, and embed() only looks them up.
 """
 
 from __future__ import annotations
@@ -46,7 +47,6 @@ _DTYPE_ALIASES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
 WARMUP_TEXT = "Kurzer Text zum Aufwärmen. A short warm-up text."
 LOAD_SOURCE = "wall: SentenceTransformer(...) + first encode"
-_TOKEN_CACHE_LIMIT = 200_000
 
 
 def is_cuda_oom(err: BaseException) -> bool:
@@ -111,7 +111,7 @@ class NativeBackend:
         self._fp32_matmul: dict[str, Any] | None = None  # the process's fp32 matmul facts at load
         self._ptxas: str | None = None
         self._prompt_prefix = ""
-        self._token_cache: dict[str, int] = {}
+        self._token_counts: dict[str, int] = {}  # filled by prepare(), read by embed()
 
     # ------------------------------------------------------------------ plumbing
 
@@ -191,10 +191,23 @@ class NativeBackend:
         wall_s = time.perf_counter() - started
 
         self._model = model
-        self._token_cache.clear()
+        self._token_counts.clear()
         name = getattr(model, "default_prompt_name", None)
         self._prompt_prefix = (getattr(model, "prompts", None) or {}).get(name, "") if name else ""
         return LoadReport(wall_s=wall_s, reported_load_s=None, reported_source=LOAD_SOURCE)
+
+    async def prepare(self, texts: Sequence[str], token_counts: Sequence[int]) -> None:
+        """Remember each text's token count so embed() can report prompt_tokens without tokenising.
+
+        The workload's counts come from this model's tokenizer; only a default prompt (which the
+        workload does not include) makes this backend count again, here, outside any timer.
+        """
+        self._require_model()
+        texts = list(texts)
+        if len(texts) != len(token_counts):
+            raise BackendError(f"prepare: {len(texts)} texts but {len(token_counts)} token counts")
+        counts = list(token_counts) if not self._prompt_prefix else await self._run(lambda: self._count_sync(texts))
+        self._token_counts.update(zip(texts, counts))
 
     async def embed(self, texts: Sequence[str]) -> EmbedResponse:
         texts = list(texts)
@@ -206,11 +219,15 @@ class NativeBackend:
 
     def _embed_sync(self, model: Any, texts: list[str]) -> EmbedResponse:
         vectors, backend_time_s = self._encode_timed(model, texts)
-        # Counted on the worker thread, after the timed encode: the tokenizer is not safe to use
-        # from two threads at once, and the count is wrapper work, not model work.
+        return EmbedResponse(vectors=vectors, prompt_tokens=self._prompt_tokens(texts), backend_time_s=backend_time_s)
+
+    def _prompt_tokens(self, texts: list[str]) -> int | None:
+        """Prepared counts capped at max_seq_length; None when a text was not prepared (never counted here)."""
+        counts = [self._token_counts.get(t) for t in texts]
+        if any(n is None for n in counts):
+            return None
         cap = self.max_seq_length
-        prompt_tokens = sum(min(n, cap) if cap else n for n in self._cached_counts(texts))
-        return EmbedResponse(vectors=vectors, prompt_tokens=prompt_tokens, backend_time_s=backend_time_s)
+        return sum(min(n, cap) if cap else n for n in counts)
 
     def _encode_timed(self, model: Any, texts: list[str]) -> tuple[np.ndarray, float]:
         try:
@@ -252,7 +269,7 @@ class NativeBackend:
         import torch
 
         self._model = None
-        self._token_cache.clear()
+        self._token_counts.clear()
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
@@ -352,7 +369,8 @@ class NativeBackend:
             "triton_ptxas_path": self._ptxas,
             "embed_call": "model.encode(texts, batch_size=len(texts), convert_to_numpy=True, "
             "normalize_embeddings=False) on one worker thread",
-            "prompt_tokens": "tokenizer count incl. special tokens, capped at max_seq_length",
+            "prompt_tokens": "token count from prepare() (the workload's, incl. special tokens), capped at "
+            "max_seq_length; None for a text not prepared",
             "compiled": "torch.compile(dynamic=True) via SentenceTransformer.compile; compile time is in the load"
             if self.compile_model else None,
             "versions": _versions(),
@@ -403,15 +421,6 @@ class NativeBackend:
             return []
         encoded = model.tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)
         return [len(ids) for ids in encoded["input_ids"]]
-
-    def _cached_counts(self, texts: list[str]) -> list[int]:
-        """count_tokens with a per-text cache: repeated bench runs don't re-tokenise (overhead stays the wrapper's)."""
-        missing = list(dict.fromkeys(t for t in texts if t not in self._token_cache))
-        if missing:
-            if len(self._token_cache) + len(missing) > _TOKEN_CACHE_LIMIT:
-                self._token_cache.clear()
-            self._token_cache.update(zip(missing, self._count_sync(missing)))
-        return [self._token_cache[t] for t in texts]
 
 
 def _attn_implementation(model: Any) -> str | None:

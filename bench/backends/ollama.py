@@ -207,6 +207,10 @@ class _OllamaBase:
             reported_source=LOAD_SOURCE,
         )
 
+    async def prepare(self, texts: Sequence[str], token_counts: Sequence[int]) -> None:
+        """Nothing to prepare: Ollama reports its own token count (`prompt_eval_count`) in the answer,
+        so embed() is the request alone."""
+
     async def unload(self) -> None:
         """keep_alive 0 with an empty prompt: Ollama expires the runner without loading it
         (GenerateHandler; what `ollama stop` sends). Works for embedding models too."""
