@@ -96,6 +96,9 @@ class BenchConfig:
     # What the user set instead of the profile's values (--model, --ollama-model, --sizes),
     # already applied to `profile`; kept so bench.json and the verdict can say so.
     overrides: dict[str, Any] = field(default_factory=dict)
+    # Native cold load timed in a fresh child process (BackendSettings.fresh_process_cold_load);
+    # tests that do not look at the load figure turn it off to save the child's start.
+    fresh_process_cold_load: bool = True
 
     def with_profile(self, **changes: Any) -> BenchConfig:
         return replace(self, profile=replace(self.profile, **changes))

@@ -274,6 +274,8 @@ async def screen_backend(backend: EmbeddingBackend, text_sets, state: RunState, 
         save(state, results_dir)
         return
     description = backend.describe()
+    if not load.cold:
+        reporter.note(f"[yellow]{name}[/]: load not cold: {load.note}")
     # On resume the first (cold) load figure is kept: this load may have been warm.
     state.backends[name] = BackendRecord(name, description, record.load if record and record.load
                                          else to_jsonable(load), (), None)
@@ -748,6 +750,7 @@ async def run_bench(config: BenchConfig, reporter: Reporter | None = None) -> Ru
         ollama_options=dict(config.ollama_options),
         device=config.device,
         attention_settings=probe_settings,
+        fresh_process_cold_load=config.fresh_process_cold_load,
     )
     try:
         # Every backend is screened before any is timed, so all are timed on the same texts.

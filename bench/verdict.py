@@ -21,6 +21,7 @@ from bench.decision import (
     SpeedComparison,
     decide,
 )
+from bench.backends.ollama import OLLAMA_EMBEDDING_CHANGES
 from bench.roofline_view import RooflineView, roofline_view
 from bench.standin_model import recorded_weights_label
 from bench.stats import ratio_of_few, ratio_with_spread
@@ -330,6 +331,7 @@ class VerdictContext:
     next_steps: tuple[str, ...]
     plots: tuple[tuple[str, str], ...]  # (title, file name next to verdict.md)
     native_facts: tuple[tuple[str, str], ...]
+    ollama_embedding_changes: tuple[str, ...]  # Ollama versions whose embedding behaviour changed
 
 
 # Significant digits of measured figures (timings, rates, sizes): noise lives past the third.
@@ -400,16 +402,45 @@ def backend_tables(bench: dict[str, Any]) -> dict[str, Table]:
             continue
         if rec.get("load"):
             ld = rec["load"]
-            load.append((name, ld["wall_s"], ld.get("reported_load_s"), ld.get("reported_source")))
+            load.append((name, ld["wall_s"], _cold_text(ld), ld.get("includes", "not recorded"),
+                         _parts_text(ld.get("parts_s") or {}), ld.get("reported_load_s"), ld.get("reported_source")))
         for m in rec.get("memory", ()):
             value = None if m.get("bytes") is None else m["bytes"] / MIB
-            memory.append((name, m["label"], value, m["source"]))
+            memory.append((name, m["label"], value, MEMORY_SCOPE[m.get("attributable")], m["source"]))
     return {
-        "load": make_table("Cold model load (one load each, n=1)", (
-            *_plain("backend"), *_figures("wall (s)", "backend-reported (s)"), *_plain("source")), load),
-        "memory": make_table("Memory", (*_plain("backend", "figure"), *_figures("size (MiB)"), *_plain("source")),
+        "load": make_table("Model load (one load each, n=1)", (
+            *_plain("backend"), *_figures("wall (s)"), *_plain("cold", "what the figure includes", "measured beside it"),
+            *_figures("backend-reported (s)"), *_plain("source")), load),
+        "memory": make_table("Memory", (*_plain("backend", "figure"), *_figures("size (MiB)"), *_plain("scope", "source")),
                              memory),
     }
+
+
+MEMORY_SCOPE = {True: "this backend", False: "wider (secondary)", None: "not recorded"}
+
+
+def attributable_memory(bench: dict[str, Any], names: list[str]) -> list[str]:
+    """Those of `names` with at least one memory figure of their own (not a device- or system-wide delta)."""
+    return [n for n in names if any(m.get("attributable") is True and m.get("bytes") is not None
+                                    for m in (bench["backends"].get(n) or {}).get("memory", ()))]
+
+
+def _cold_text(load: dict[str, Any]) -> str:
+    cold = load.get("cold")
+    if cold is None:
+        return "not recorded"
+    return "yes" if cold else f"no: {load.get('note') or 'warm'}"
+
+
+def _parts_text(parts: dict[str, float]) -> str:
+    """{"child_imports_s": 2.1} -> "child imports 2.1 s"."""
+    return "; ".join(f"{name.removesuffix('_s').replace('_', ' ')} {format_value(value, FIGURE_DIGITS)} s"
+                     for name, value in parts.items()) or "none"
+
+
+def cold_loads(bench: dict[str, Any], names: list[str]) -> list[str]:
+    """Those of `names` whose recorded load was a true cold load."""
+    return [n for n in names if ((bench["backends"].get(n) or {}).get("load") or {}).get("cold") is True]
 
 
 def quality_tables(bench: dict[str, Any]) -> dict[str, Table]:
@@ -576,8 +607,12 @@ def measured_items(probe: dict[str, Any] | None, bench: dict[str, Any]) -> dict[
     ollama, native = measured_backends(bench, "ollama"), measured_backends(bench, "native")
     both = bool(ollama and native)
     scen = {m["scenario"] for m in bench["measurements"] if any(s["ok"] for s in m["samples"])}
-    mem = any(m.get("bytes") is not None for rec in bench["backends"].values() for m in rec.get("memory", ()))
-    loads = all((bench["backends"].get(n) or {}).get("load") for n in ollama[:1] + native[:1]) and both
+    # Memory answers the ticket only with figures each side can call its own.
+    mem = bool(attributable_memory(bench, ollama)) and bool(attributable_memory(bench, native))
+    mem_evidence = f"memory table, figures of their own: {', '.join(attributable_memory(bench, ollama + native)) or 'none'}"
+    # A warm load answers nothing about loading time: both sides must have loaded cold.
+    loads = bool(cold_loads(bench, ollama)) and bool(cold_loads(bench, native))
+    load_evidence = f"load table, cold loads: {', '.join(cold_loads(bench, ollama + native)) or 'none'}"
     quality = any({q["control"], q["treatment"]} & set(ollama) and {q["control"], q["treatment"]} & set(native)
                   for q in bench["quality"])
     retrieval = {r["backend"] for r in bench["retrieval"]}
@@ -590,15 +625,15 @@ def measured_items(probe: dict[str, Any] | None, bench: dict[str, Any]) -> dict[
         "single_text_latency": (both and "single" in scen, f"single-text latency table, {sides}"),
         "batch_latency": (both and "batch" in scen, f"batch latency table, {sides}"),
         "throughput": (both and "throughput" in scen, f"throughput table, {sides}"),
-        "memory": (both and mem, f"memory table, {sides}"),
+        "memory": (mem, mem_evidence),
         "sm121_cuda_support": (on_sm121, f"probe on {gpu_name}"),
         "flash_attention_workaround": (attention_on_gpu, f"SDPA matrix on {gpu_name}"),
         "pytorch_cu130": (on_gpu and cuda13, f"torch CUDA {facts.get('torch_cuda_version')} on {gpu_name}"),
         "embedding_consistency": (quality, "per-text cosine Ollama vs native"),
         "cosine_correlation": (quality, "Spearman over sampled pairs"),
         "downstream_performance": (bool(retrieval & set(ollama)) and bool(retrieval & set(native)), "BEIR nDCG@10"),
-        "model_loading_time": (bool(loads), "cold load table"),
-        "memory_management": (both and mem, f"memory table, {sides}"),
+        "model_loading_time": (loads, load_evidence),
+        "memory_management": (mem, mem_evidence),
         "multi_gpu": (False, "not measured: one GPU"),
         "integration_complexity": (False, "assessed in text, not measured"),
         "install_st_cu130": (on_gpu and cuda13 and st_ok, "probe: sentence-transformers on cu13 torch"),
@@ -719,6 +754,7 @@ def build_context(probe: dict[str, Any] | None, bench: dict[str, Any],
         native_facts=tuple((k, native_model_label(bench) if k == "model" else format_value(native_desc.get(k)))
                            for k in ("model", "dimension", "max_seq_length", "attn_implementation", "dtype")
                            if k in native_desc),
+        ollama_embedding_changes=OLLAMA_EMBEDDING_CHANGES,
     )
     return ctx, decision
 

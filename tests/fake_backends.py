@@ -47,7 +47,8 @@ class FakeBackend:
         if self.behaviour.fail_load:
             raise BackendError(self.behaviour.fail_load)
         self.loaded = True
-        return LoadReport(wall_s=0.01, reported_load_s=0.005, reported_source="fake")
+        return LoadReport(wall_s=0.01, reported_load_s=0.005, reported_source="fake", cold=True,
+                          includes="fake: nothing loaded")
 
     async def prepare(self, texts: Sequence[str], token_counts: Sequence[int]) -> None:
         self.behaviour.prepared.update(texts)
@@ -93,7 +94,7 @@ class FakeBackend:
         self.loaded = False
 
     async def memory(self) -> list[MemoryFigure]:
-        return [MemoryFigure("fake peak", 1024 * 1024, "fake allocator")]
+        return [MemoryFigure("fake peak", 1024 * 1024, "fake allocator", attributable=True)]
 
     def describe(self) -> dict:
         return {"kind": self.behaviour.kind, "device": "cuda", "model": "fake", "dtype": "float32",

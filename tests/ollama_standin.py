@@ -49,6 +49,7 @@ Fault injection (all thread-safe, settable while the server runs): `fail_with`
 the client's timeout), `die_after` (after N embedded items the server stops: every
 socket closes, the request in flight gets no answer, new connections are refused),
 `stop` (die now), `remove_model` (not pulled), `item_delay_s` (extra time per item),
+`unload_delay_s` (keep_alive 0 takes effect this much later; math.inf: never),
 `offload` ("gpu", "partial", "cpu": what /api/ps says about size_vram).
 """
 
@@ -91,6 +92,9 @@ class Faults:
     item_delay_s: float = 0.0  # extra seconds per embedded item
     model_missing: bool = False  # the model is not pulled
     nan_texts: frozenset[str] = frozenset()  # texts whose runner output is NaN
+    # Ollama unloads asynchronously: after keep_alive 0 the model stays loaded and listed by
+    # /api/ps for this long (math.inf: the runner never goes away).
+    unload_delay_s: float = 0.0
 
 
 @dataclass
@@ -287,11 +291,18 @@ class OllamaStandIn:
             if self._loaded is None:
                 return
             if seconds == 0:
-                self._loaded = None
+                self._unload()
             elif seconds < 0:
                 self._loaded.expires_at = math.inf
             else:
                 self._loaded.expires_at = time.time() + seconds
+
+    def _unload(self) -> None:
+        """keep_alive 0 (state lock held): gone now, or after the injected unload delay."""
+        if self._loaded is not None and self.faults.unload_delay_s > 0:
+            self._loaded.expires_at = min(self._loaded.expires_at, time.time() + self.faults.unload_delay_s)
+        else:
+            self._loaded = None
 
     def _embed_one(self, text: str, ids: list[int]) -> np.ndarray:
         """One item through the single runner slot, with the per-item faults."""
@@ -644,6 +655,6 @@ class _Handler(BaseHTTPRequestHandler):
         now = datetime.now(timezone.utc).isoformat()
         if not body.get("prompt") and "keep_alive" in body and parse_keep_alive(body["keep_alive"]) == 0:
             with s._state_lock:
-                s._loaded = None
+                s._unload()
             return 200, {"model": name, "created_at": now, "response": "", "done": True, "done_reason": "unload"}
         raise _HTTPError(400, f"{json.dumps(name)} does not support generate")

@@ -31,6 +31,7 @@ def tiny_profile(model: str, **changes: Any) -> Profile:
 def config_for(profile: Profile, results: Path, backends, host: str = "http://127.0.0.1:9",
                **kw: Any) -> BenchConfig:
     kw.setdefault("timeout_s", 10.0)
+    kw.setdefault("fresh_process_cold_load", False)  # seconds per native load; test_bench_run measures it
     return BenchConfig(profile=profile, backends=tuple(backends), results_dir=results, ollama_host=host,
                        device="cpu", **kw)
 

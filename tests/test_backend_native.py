@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from bench.backends.base import BackendError, BackendOutOfMemory, BackendSettings
-from bench.backends.native import LOAD_SOURCE, NativeBackend
+from bench.backends.native import NO_REPORTED_LOAD, NativeBackend
 
 pytestmark = pytest.mark.slow  # loads a real (small) model
 
@@ -33,12 +33,18 @@ def fp32_backend(small_model_path):
     _run(backend.unload())
 
 
-def test_load_report_and_describe(fp32_backend):
+def test_cold_load_is_timed_in_a_fresh_process(fp32_backend):
     backend, report = fp32_backend
     assert backend.name == "native-fp32"
-    assert report.wall_s > 0
+    assert report.cold is True and report.note is None
+    assert report.includes.startswith("fresh Python process on cpu: no CUDA context (CPU)")
+    parts = report.parts_s
+    # The child's figure sits inside the child's life, beside its imports; the in-process reload is separate.
+    assert 0 < report.wall_s and 0 < parts["child_imports_s"]
+    assert report.wall_s + parts["child_imports_s"] < parts["child_process_s"]
+    assert parts["in_process_load_s"] > 0 and "child_cuda_context_s" not in parts
     assert report.reported_load_s is None
-    assert report.reported_source == LOAD_SOURCE
+    assert report.reported_source == NO_REPORTED_LOAD
     facts = backend.describe()
     assert facts["device"] == "cpu"
     assert facts["dimension"] == 384
@@ -165,9 +171,25 @@ def test_oom_becomes_backend_out_of_memory(fp32_backend, monkeypatch):
     assert "something else" in str(info.value)
 
 
+def test_a_failed_fresh_process_load_is_reported_warm_with_why(small_model_path, monkeypatch):
+    import bench.backends.native as native
+
+    monkeypatch.setattr(native, "COLD_LOAD_MODULE", "bench.backends.no_such_module")
+    backend = NativeBackend(BackendSettings(model=small_model_path, device="cpu"), "float32")
+    report = _run(backend.load())
+    try:
+        assert report.cold is False
+        assert report.note.startswith("fresh-process cold load failed: ") and "no_such_module" in report.note
+        assert report.wall_s == report.parts_s["in_process_load_s"]
+        assert report.includes.startswith("in the bench process on cpu")
+    finally:
+        _run(backend.unload())
+
+
 def test_bf16_dtype_honoured(small_model_path, fp32_backend):
     reference, _ = fp32_backend
-    backend = NativeBackend(BackendSettings(model=small_model_path, device="cpu"), "bfloat16")
+    backend = NativeBackend(BackendSettings(model=small_model_path, device="cpu", fresh_process_cold_load=False),
+                            "bfloat16")
     assert backend.name == "native-bf16"
     _run(backend.load())
     try:
@@ -194,6 +216,7 @@ def test_attention_settings_applied_and_restored(small_model_path, monkeypatch):
     settings = BackendSettings(
         model=small_model_path,
         device="cpu",
+        fresh_process_cold_load=False,
         attention_settings={"enable_flash_sdp": False, "enable_mem_efficient_sdp": True, "bogus": 1,
                             "TRITON_PTXAS_PATH": "/usr/local/cuda-13.0/bin/ptxas"},
     )
@@ -249,7 +272,8 @@ def test_errors_are_backend_errors(small_model_path, tmp_path):
     backend = NativeBackend(BackendSettings(model=small_model_path, device="cpu"), "float32")
     with pytest.raises(BackendError, match="not loaded"):
         _run(backend.embed(["x"]))
-    missing = NativeBackend(BackendSettings(model=str(tmp_path / "no-such-model"), device="cpu"), "float32")
+    missing = NativeBackend(BackendSettings(model=str(tmp_path / "no-such-model"), device="cpu",
+                                            fresh_process_cold_load=False), "float32")
     with pytest.raises(BackendError, match="could not load"):
         _run(missing.load())
     _run(missing.unload())
@@ -266,8 +290,10 @@ def test_cuda_load_embed_and_memory(small_model_path, small_model):
     if not _cuda_available():
         pytest.skip("no CUDA device")
     backend = NativeBackend(BackendSettings(model=small_model_path, device="cuda"), "float16")
-    _run(backend.load())
+    report = _run(backend.load())
     try:
+        assert report.cold and "CUDA context creation" in report.includes
+        assert 0 < report.parts_s["child_cuda_context_s"] < report.wall_s
         response = _run(backend.embed(TEXTS))
         expected = small_model.encode(TEXTS, convert_to_numpy=True)
         cosines = np.sum(response.vectors * expected, axis=1) / (
@@ -292,3 +318,58 @@ def test_concurrent_embeds_are_serialised_on_one_worker(fp32_backend, small_mode
     first, second = _run(both())
     expected = small_model.encode(TEXTS, convert_to_numpy=True)
     np.testing.assert_allclose(np.vstack([first.vectors, second.vectors]), expected, atol=1e-5)
+
+
+@pytest.fixture
+def fake_cuda_device(monkeypatch, small_model_path):
+    """A not-loaded backend pointed at a fake CUDA device: allocator peaks, mem_get_info and the
+    device properties come from here; NVML answers what `nvml` holds (and records its calls)."""
+    import types
+
+    import torch
+
+    import bench.backends.native as native
+
+    state = {"integrated": 1, "nvml": (None, "NVMLError_NotSupported: Not Supported"), "nvml_calls": 0}
+
+    def nvml(index, pci=None):
+        state["nvml_calls"] += 1
+        return state["nvml"]
+
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device=None: 700 * 2**20)
+    monkeypatch.setattr(torch.cuda, "max_memory_reserved", lambda device=None: 900 * 2**20)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (60 * 2**30, 128 * 2**30))
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda index: types.SimpleNamespace(
+        is_integrated=state["integrated"], pci_domain_id=0, pci_bus_id=0xF, pci_device_id=1))
+    monkeypatch.setattr(native, "nvml_process_used_bytes", nvml)
+    backend = NativeBackend(BackendSettings(model=small_model_path, device="cuda:0"), "float16")
+    backend._device = "cuda:0"
+    backend._free_before_load = 64 * 2**30  # page cache and other processes moved it by 4 GiB since
+    return backend, state
+
+
+def test_unified_memory_figures_come_from_the_allocator(fake_cuda_device):
+    backend, state = fake_cuda_device
+    figures = backend._memory_sync()
+    own = [f for f in figures if f.attributable]
+    assert [(f.label, f.bytes) for f in own] == [("torch peak allocated", 700 * 2**20),
+                                                 ("torch peak reserved", 900 * 2**20)]
+    assert own[0].source.startswith("torch.cuda.max_memory_allocated")
+    delta = next(f for f in figures if "delta" in f.label)
+    assert delta.attributable is False and delta.bytes == 4 * 2**30
+    assert delta.label.startswith("system memory used delta since before load (unified memory")
+    assert "secondary" in delta.source and "/api/ps" in delta.source
+    assert state["nvml_calls"] == 0  # GB10's NVML has no memory figures to ask for
+
+
+def test_discrete_gpu_uses_nvml_per_process_and_labels_a_fallback_delta(fake_cuda_device):
+    backend, state = fake_cuda_device
+    state["integrated"] = 0
+    state["nvml"] = (1200 * 2**20, "")
+    nvml_figure = next(f for f in backend._memory_sync() if "NVML" in f.label)
+    assert nvml_figure.bytes == 1200 * 2**20 and nvml_figure.attributable is True
+    state["nvml"] = (None, "PID 7 not in NVML's process list (PID namespace?)")
+    delta = next(f for f in backend._memory_sync() if "delta" in f.label)
+    assert delta.label.startswith("device used delta") and delta.attributable is False
+    assert "PID namespace" in delta.source

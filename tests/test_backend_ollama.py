@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import socket
 
 import numpy as np
@@ -69,6 +70,33 @@ def test_vectors_equal_the_model_and_load_is_cold(cls, ollama_standin, small_mod
     assert vram.source == "ollama /api/ps size_vram"
     assert per_process.bytes is None and "PID namespace" in per_process.source
     assert not ollama_standin.loaded
+
+
+def test_a_model_still_listed_after_the_unload_wait_is_timed_warm(ollama_standin, monkeypatch):
+    import bench.backends.ollama as ollama_backend
+
+    monkeypatch.setattr(ollama_backend, "UNLOAD_WAIT_S", 0.3)
+    ollama_standin.faults.unload_delay_s = math.inf  # the runner never goes away
+    backend = OllamaEmbedBackend(settings(ollama_standin.host))
+    run(backend.embed(["loaded before the bench"]))
+    load = run(backend.load())
+    assert load.cold is False
+    assert load.note == "/api/ps still listed bge-m3 0.3 s after keep_alive 0: timed as a warm load"
+    assert load.includes.startswith("first /api/embed while /api/ps still listed the model (warm")
+    assert ollama_standin.load_count == 1  # nothing was loaded again: the figure really was warm
+    with pytest.raises(BackendError, match="still lists bge-m3 0.3 s after keep_alive 0"):
+        run(backend.unload())
+
+
+def test_a_slow_unload_is_waited_for_and_the_load_stays_cold(ollama_standin):
+    ollama_standin.faults.unload_delay_s = 0.5  # Ollama unloads asynchronously
+    backend = OllamaEmbedBackend(settings(ollama_standin.host))
+    run(backend.embed(["loaded before the bench"]))
+    load = run(backend.load())
+    assert load.cold is True and load.note is None
+    assert ollama_standin.load_count == 2
+    run(backend.unload())
+    assert not ollama_standin.loaded  # unload() returned only once /api/ps no longer listed it
 
 
 def test_batched_backend_sends_one_request_with_options(ollama_standin):

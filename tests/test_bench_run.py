@@ -32,6 +32,7 @@ def tiny_profile(model: str, **changes):
 
 
 def config_for(profile, results: Path, backends, host="http://127.0.0.1:9", **kw) -> BenchConfig:
+    kw.setdefault("fresh_process_cold_load", False)  # seconds per native load; the end-to-end test measures it
     return BenchConfig(profile=profile, backends=tuple(backends), results_dir=results, ollama_host=host,
                        timeout_s=10.0, device="cpu", **kw)
 
@@ -41,10 +42,15 @@ def read_bench(results: Path) -> dict:
 
 
 def test_native_and_standin_end_to_end(tmp_path, small_model_path, ollama_standin):
-    config = config_for(tiny_profile(small_model_path), tmp_path, ["ollama", "native-fp32"], ollama_standin.host)
+    config = config_for(tiny_profile(small_model_path), tmp_path, ["ollama", "native-fp32"], ollama_standin.host,
+                        fresh_process_cold_load=True)
     state = asyncio.run(run_bench(config))
     assert state.status == "complete"
     data = read_bench(tmp_path)
+    loads = {name: data["backends"][name]["load"] for name in ("ollama", "native-fp32")}
+    assert all(load["cold"] is True for load in loads.values()), loads
+    assert loads["native-fp32"]["includes"].startswith("fresh Python process")
+    assert loads["ollama"]["includes"].startswith("first /api/embed after /api/ps stopped listing the model")
     for backend in ("ollama", "native-fp32"):
         for text_set in ("short", "long", "documents"):
             kinds = {m["scenario"] for m in data["measurements"]

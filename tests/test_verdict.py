@@ -194,3 +194,26 @@ def test_a_number_written_badly_fails_the_cell_check(tmp_path):
         bad.write_text(table)
         with pytest.raises(AssertionError):
             test_every_number_cell_of_every_table_is_written_for_people(bad)
+
+
+def test_a_warm_load_or_memory_without_figures_of_its_own_leaves_those_boxes_open():
+    from bench.verdict import measured_items
+
+    bench = json.loads((RESULTS / "conditional" / "bench.json").read_text())
+    probe = json.loads((RESULTS / "conditional" / "probe.json").read_text())
+    items = measured_items(probe, bench)
+    assert items["model_loading_time"][0] is True and items["memory"][0] is True
+    bench["backends"]["ollama"]["load"].update(cold=False, note="/api/ps still listed bge-m3 30 s after keep_alive 0")
+    # Native with only a system-wide delta (unified memory, no allocator figure): not its own.
+    bench["backends"]["native-fp16"]["memory"] = [
+        {"label": "system memory used delta since before load", "bytes": 3 * 2**30,
+         "source": "torch.cuda.mem_get_info ...", "attributable": False}]
+    items = measured_items(probe, bench)
+    assert items["model_loading_time"] == (False, "load table, cold loads: native-fp16")
+    for key in ("memory", "memory_management"):
+        assert items[key] == (False, "memory table, figures of their own: ollama"), key
+    from bench.verdict import backend_tables
+
+    tables = backend_tables(bench)
+    assert tables["load"].rows[0][2] == "no: /api/ps still listed bge-m3 30 s after keep_alive 0"
+    assert tables["memory"].rows[-1][3] == "wider (secondary)"

@@ -47,6 +47,9 @@ class BackendSettings:
     device: str | None = None  # None: cuda when available, else cpu
     attention_settings: dict[str, Any] = field(default_factory=dict)  # from probe.json
     max_seq_length: int | None = None  # None: the model's own
+    # Native: time the cold load in a fresh child process (CUDA context included), as Ollama's
+    # cold load starts a runner process. Off only where a test does not need the figure.
+    fresh_process_cold_load: bool = True
 
 
 @dataclass(frozen=True)
@@ -68,11 +71,25 @@ class EmbedResponse:
 
 @dataclass(frozen=True)
 class LoadReport:
-    """A cold load: wall time of the loading call and the backend's own figure if any."""
+    """One model load: the figure, what it covers, and whether it was really cold.
+
+    wall_s: the load figure in seconds, timed by the backend as `includes` says.
+    reported_load_s / reported_source: the backend's own figure beside it, if it has one.
+    cold: True only when nothing of the model was resident when the timer started (native: a
+        fresh process; Ollama: /api/ps no longer listed the model). A warm figure is kept,
+        labelled, and never counts as a cold load.
+    includes: what wall_s covers, in words (shown in the verdict's load table).
+    parts_s: figures measured beside it, by name (e.g. imports, the whole child process).
+    note: why the load is not cold, or what went wrong measuring it cold.
+    """
 
     wall_s: float
     reported_load_s: float | None
     reported_source: str  # e.g. "ollama /api/embed load_duration"
+    cold: bool
+    includes: str
+    parts_s: dict[str, float] = field(default_factory=dict)
+    note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -80,6 +97,10 @@ class MemoryFigure:
     label: str  # e.g. "torch peak allocated"
     bytes: int | None  # None: could not be read (reason in `source`)
     source: str  # which API gave it, e.g. "torch.cuda.max_memory_allocated"
+    # True: the figure belongs to this backend alone (its allocator, its process, its model in
+    # Ollama). False: a wider figure (device- or system-wide delta, the whole bench process),
+    # shown as secondary and never used to answer the ticket's memory questions.
+    attributable: bool
 
 
 class EmbeddingBackend(Protocol):

@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import os
 import resource
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -46,7 +49,9 @@ DTYPES: dict[str, tuple[str, str]] = {
 _DTYPE_ALIASES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
 WARMUP_TEXT = "Kurzer Text zum Aufwärmen. A short warm-up text."
-LOAD_SOURCE = "wall: SentenceTransformer(...) + first encode"
+NO_REPORTED_LOAD = "not reported (native has no load figure of its own)"
+COLD_LOAD_MODULE = "bench.backends.native_cold_load"
+COLD_LOAD_TIMEOUT_S = 900.0  # a bge-m3 load is seconds; torch.compile in the child can take minutes
 
 
 def is_cuda_oom(err: BaseException) -> bool:
@@ -90,6 +95,89 @@ def apply_ptxas_setting(settings: dict[str, Any]) -> str | None:
     if settings.get(PTXAS_SETTING) and PTXAS_SETTING not in os.environ:
         os.environ[PTXAS_SETTING] = str(settings[PTXAS_SETTING])
     return os.environ.get(PTXAS_SETTING)
+
+
+def build_model(settings: BackendSettings, dtype: str, compile_model: bool, device: str) -> Any:
+    """SentenceTransformer on `device` in `dtype`, ready to serve: max_seq_length set, compiled
+    if asked, one short text encoded and the device synchronised. What every native load times
+    (in this process, and in the fresh process of the cold load). The probe's SDPA switches
+    must already be applied."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    model_kwargs: dict[str, Any] = {"dtype": getattr(torch, DTYPES[dtype][1])}
+    attn_impl = settings.attention_settings.get("attn_implementation")
+    if attn_impl:
+        model_kwargs["attn_implementation"] = attn_impl
+    model = SentenceTransformer(settings.model, device=device, model_kwargs=model_kwargs)
+    if settings.max_seq_length is not None:
+        model.max_seq_length = settings.max_seq_length
+    if compile_model:
+        # dynamic=True: one graph for every sequence length; the warm-up below compiles it.
+        model.compile(dynamic=True)
+    model.encode([WARMUP_TEXT], batch_size=1, convert_to_numpy=True, show_progress_bar=False)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize(device)
+    return model
+
+
+def fresh_process_load(settings: BackendSettings, dtype: str, compile_model: bool, device: str) -> dict[str, Any]:
+    """Time a cold load in a child process (bench.backends.native_cold_load); never raises.
+
+    Returns the child's figures (load_s, imports_s, cuda_context_s) plus process_s, the child's
+    whole life as seen from here; or {"error": why, "process_s": ...} when it did not work.
+    """
+    spec = {"model": settings.model, "dtype": dtype, "compile": compile_model, "device": device,
+            "max_seq_length": settings.max_seq_length, "attention_settings": dict(settings.attention_settings)}
+    package_root = str(Path(__file__).resolve().parents[2])  # the child imports this same `bench`
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)}
+    started = time.perf_counter()
+    try:
+        done = subprocess.run([sys.executable, "-m", COLD_LOAD_MODULE], input=json.dumps(spec), env=env,
+                              capture_output=True, text=True, timeout=COLD_LOAD_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired:
+        return {"error": f"the child process did not finish within {COLD_LOAD_TIMEOUT_S:g} s",
+                "process_s": time.perf_counter() - started}
+    except OSError as err:
+        return {"error": f"the child process could not start ({err.strerror or err})",
+                "process_s": time.perf_counter() - started}
+    process_s = time.perf_counter() - started
+    lines = done.stdout.strip().splitlines()
+    try:
+        result = json.loads(lines[-1]) if lines else {}
+    except ValueError:
+        result = {}
+    if done.returncode != 0 or not isinstance(result, dict) or "load_s" not in result:
+        errors = done.stderr.strip().splitlines()
+        why = result.get("error") if isinstance(result, dict) and result.get("error") else \
+            (errors[-1] if errors else f"exit status {done.returncode}, no figures")
+        return {"error": why, "process_s": process_s}
+    return {**result, "process_s": process_s}
+
+
+def load_report(fresh: dict[str, Any] | None, in_process_s: float, device: str) -> LoadReport:
+    """The cold figure from the fresh process when there is one; else the in-process load, marked warm."""
+    parts = {"in_process_load_s": in_process_s}
+    if fresh is not None and "load_s" in fresh:
+        parts.update({"child_imports_s": fresh["imports_s"], "child_process_s": fresh["process_s"]})
+        if fresh.get("cuda_context_s") is not None:
+            parts["child_cuda_context_s"] = fresh["cuda_context_s"]
+        context = "CUDA context creation + " if device.startswith("cuda") else "no CUDA context (CPU) + "
+        return LoadReport(
+            wall_s=fresh["load_s"], reported_load_s=None, reported_source=NO_REPORTED_LOAD, cold=True,
+            includes=f"fresh Python process on {device}: {context}SentenceTransformer(...) (model code imported "
+                     "lazily, weights read and placed) + first encode of one short text, device synchronised; interpreter start and "
+                     "the torch/sentence-transformers imports are beside it, not in it",
+            parts_s=parts,
+        )
+    why = (f"fresh-process cold load failed: {fresh['error']}" if fresh is not None
+           else "fresh-process cold load not measured (switched off in the backend settings)")
+    return LoadReport(
+        wall_s=in_process_s, reported_load_s=None, reported_source=NO_REPORTED_LOAD, cold=False,
+        includes=f"in the bench process on {device} (CUDA context and libraries already initialised): "
+                 "SentenceTransformer(...) + first encode of one short text",
+        parts_s=parts, note=f"{why}; the in-process figure is a warm load",
+    )
 
 
 class NativeBackend:
@@ -152,35 +240,28 @@ class NativeBackend:
     def _load_sync(self) -> LoadReport:
         import torch
         import transformers
-        from sentence_transformers import SentenceTransformer
 
         transformers.utils.logging.disable_progress_bar()  # the bench draws its own progress
 
         device = self._resolve_device(self.settings.device)
         self._device = device
+        if self._is_cuda() and not torch.cuda.is_available():
+            raise BackendError(f"device {device!r} requested but torch sees no CUDA device.")
+        # Before the child starts, so it inherits the probe's ptxas (Triton reads the environment).
+        self._ptxas = apply_ptxas_setting(dict(self.settings.attention_settings))
+        # First, in a child process: the cold figure. It exits before this process loads, so
+        # the baselines below do not see its memory.
+        fresh = fresh_process_load(self.settings, self.dtype, self.compile_model, device) \
+            if self.settings.fresh_process_cold_load else None
         if self._is_cuda():
-            if not torch.cuda.is_available():
-                raise BackendError(f"device {device!r} requested but torch sees no CUDA device.")
             torch.cuda.reset_peak_memory_stats(device)
             self._free_before_load = int(torch.cuda.mem_get_info(device)[0])
         self._attention = apply_attention_settings(dict(self.settings.attention_settings))
         self._fp32_matmul = _pin_float32_matmul(self.dtype == "float32")
-        self._ptxas = apply_ptxas_setting(dict(self.settings.attention_settings))
-        model_kwargs: dict[str, Any] = {"dtype": getattr(torch, DTYPES[self.dtype][1])}
-        attn_impl = self.settings.attention_settings.get("attn_implementation")
-        if attn_impl:
-            model_kwargs["attn_implementation"] = attn_impl
 
         started = time.perf_counter()
         try:
-            model = SentenceTransformer(self.settings.model, device=device, model_kwargs=model_kwargs)
-            if self.settings.max_seq_length is not None:
-                model.max_seq_length = self.settings.max_seq_length
-            if self.compile_model:
-                # dynamic=True: one graph for every sequence length; the warm-up below compiles it.
-                model.compile(dynamic=True)
-            model.encode([WARMUP_TEXT], batch_size=1, convert_to_numpy=True, show_progress_bar=False)
-            self._sync()
+            model = build_model(self.settings, self.dtype, self.compile_model, device)
         except Exception as err:
             if is_cuda_oom(err):
                 self._release_after_oom()
@@ -188,13 +269,13 @@ class NativeBackend:
             raise BackendError(
                 f"could not load {self.settings.model!r} on {device}: {type(err).__name__}: {err}"
             ) from err
-        wall_s = time.perf_counter() - started
+        in_process_s = time.perf_counter() - started
 
         self._model = model
         self._token_counts.clear()
         name = getattr(model, "default_prompt_name", None)
         self._prompt_prefix = (getattr(model, "prompts", None) or {}).get(name, "") if name else ""
-        return LoadReport(wall_s=wall_s, reported_load_s=None, reported_source=LOAD_SOURCE)
+        return load_report(fresh, in_process_s, device)
 
     async def prepare(self, texts: Sequence[str], token_counts: Sequence[int]) -> None:
         """Remember each text's token count so embed() can report prompt_tokens without tokenising.
@@ -283,58 +364,73 @@ class NativeBackend:
         return await self._run(self._memory_sync)
 
     def _memory_sync(self) -> list[MemoryFigure]:
+        """The allocator's peaks first (this backend's own, on any CUDA device, unified memory included);
+        then a per-process figure from NVML on a discrete GPU, or a labelled device/system-wide delta."""
         figures: list[MemoryFigure] = []
         if self._is_cuda():
             import torch
 
-            figures.append(
-                MemoryFigure(
-                    "torch peak allocated",
-                    int(torch.cuda.max_memory_allocated(self._device)),
-                    "torch.cuda.max_memory_allocated",
-                )
-            )
-            figures.append(
-                MemoryFigure(
-                    "torch peak reserved",
-                    int(torch.cuda.max_memory_reserved(self._device)),
-                    "torch.cuda.max_memory_reserved",
-                )
-            )
+            allocator = "caching allocator: tensors only, not the CUDA context or library workspaces"
+            figures.append(MemoryFigure("torch peak allocated", int(torch.cuda.max_memory_allocated(self._device)),
+                                        f"torch.cuda.max_memory_allocated ({allocator})", attributable=True))
+            figures.append(MemoryFigure("torch peak reserved", int(torch.cuda.max_memory_reserved(self._device)),
+                                        f"torch.cuda.max_memory_reserved ({allocator})", attributable=True))
             figures.append(self._process_gpu_memory())
         else:
             why = "no CUDA device" if self._device is not None else "not loaded yet"
             for label in ("torch peak allocated", "torch peak reserved", "process GPU memory"):
-                figures.append(MemoryFigure(label, None, why))
+                figures.append(MemoryFigure(label, None, why, attributable=True))
         figures.append(
             MemoryFigure(
                 "process peak RSS (CPU run)" if not self._is_cuda() else "process peak RSS (host)",
                 peak_rss_bytes(),
                 # The high-water mark of the whole bench process: it includes backends run earlier.
                 "resource.getrusage(RUSAGE_SELF).ru_maxrss (bench process since start)",
+                attributable=False,
             )
         )
         return figures
 
     def _process_gpu_memory(self) -> MemoryFigure:
-        """NVML's figure for this PID; else the mem_get_info delta since before load, labelled."""
+        """NVML's figure for this PID on a discrete GPU; else the mem_get_info delta since before load,
+        labelled as the wider figure it is (secondary, never attributed to this backend)."""
         import torch
 
-        used, why_not = nvml_process_used_bytes(*self._nvml_device_ids())
-        if used is not None:
-            return MemoryFigure(
-                "process GPU memory (NVML, current)",
-                used,
-                "nvmlDeviceGetComputeRunningProcesses usedGpuMemory for this PID",
-            )
+        index, pci = self._nvml_device_ids()
+        if self._unified_memory(index):
+            # GB10: NVML answers "Not Supported" for memory, and mem_get_info is system memory:
+            # page cache from reading the weights and every other process move it.
+            label = "system memory used delta since before load (unified memory: all processes and page cache)"
+            why_not = "unified memory (integrated GPU): the allocator peaks above are this backend's figures"
+        else:
+            used, why_not = nvml_process_used_bytes(index, pci)
+            if used is not None:
+                return MemoryFigure("process GPU memory (NVML, current)", used,
+                                    "nvmlDeviceGetComputeRunningProcesses usedGpuMemory for this PID",
+                                    attributable=True)
+            label = "device used delta since before load (current, all processes on the device)"
+            why_not = f"NVML: {why_not}"
         if self._free_before_load is None:
-            return MemoryFigure("process GPU memory", None, f"NVML: {why_not}; no mem_get_info baseline")
+            return MemoryFigure("process GPU memory", None, f"{why_not}; no mem_get_info baseline", attributable=False)
         free_now = int(torch.cuda.mem_get_info(self._device)[0])
         return MemoryFigure(
-            "device used delta since before load (current, all processes)",
+            label,
             self._free_before_load - free_now,
-            f"torch.cuda.mem_get_info free before load minus free now (NVML: {why_not})",
+            f"torch.cuda.mem_get_info free before this backend's load minus free now; secondary ({why_not}); "
+            "the baseline is taken after the backends run before it unloaded (Ollama's unload waits until "
+            "/api/ps no longer lists the model)",
+            attributable=False,
         )
+
+    @staticmethod
+    def _unified_memory(index: int) -> bool:
+        """True on an integrated GPU sharing system memory (GB10 reports integrated=1). Never raises."""
+        import torch
+
+        try:
+            return bool(getattr(torch.cuda.get_device_properties(index), "is_integrated", False))
+        except Exception:  # noqa: BLE001 - unknown: treat as discrete, NVML decides
+            return False
 
     def _nvml_device_ids(self) -> tuple[int, str | None]:
         """(CUDA index, PCI bus id): NVML numbers devices ignoring CUDA_VISIBLE_DEVICES, PCI ids don't."""
@@ -387,6 +483,7 @@ class NativeBackend:
             facts["torch_threads"] = torch.get_num_threads()
             if self._is_cuda():
                 facts["device_name"] = torch.cuda.get_device_name(self._device)
+                facts["unified_memory"] = self._unified_memory(self._nvml_device_ids()[0])
         return facts
 
     # ------------------------------------------------------------------ extras

@@ -49,7 +49,17 @@ KEEP_ALIVE = "30m"
 # (an empty-input /api/embed loads the model but answers without any durations).
 LOAD_TEXT = "load"
 LOAD_SOURCE = "ollama /api/embed load_duration"
-UNLOAD_WAIT_S = 10.0
+# Ollama releases whose embedding behaviour changed (ollama/ollama): 0.13.3 embedding batch size
+# (#13429) and truncation moved into the runner (#12839); 0.14 NaN/inf embeddings become an error
+# (#13599); 0.15 VRAM-tiered default context length (0.15.5); 0.30 every GGML model on
+# llama-server (#16031). A figure answers for the version that produced it.
+OLLAMA_EMBEDDING_CHANGES = ("0.13.3", "0.14", "0.15", "0.30")
+# Ollama unloads asynchronously (the runner process is stopped after the request returns).
+UNLOAD_WAIT_S = 30.0
+COLD_INCLUDES = ("first /api/embed after /api/ps stopped listing the model: Ollama starts the model's runner "
+                 "process (llama-server since v0.30; CUDA initialised in it), loads the weights and embeds one "
+                 "short text; HTTP round trip included")
+WARM_INCLUDES = "first /api/embed while /api/ps still listed the model (warm: the runner may have been resident)"
 _OOM_MARKERS = ("out of memory", "requires more system memory", "cudamalloc failed")
 
 
@@ -189,9 +199,11 @@ class _OllamaBase:
     # -- protocol ----------------------------------------------------------------------
 
     async def load(self) -> LoadReport:
-        """Unload (keep_alive 0), wait until /api/ps no longer lists it, then load cold."""
-        await self.unload()
-        await self._wait_unloaded()
+        """Unload (keep_alive 0), wait until /api/ps no longer lists the model, then time the
+        first request. A model still listed after UNLOAD_WAIT_S is timed all the same and the
+        figure marked warm: the runner may still have been resident."""
+        await self._request_unload()
+        cold = await self._wait_unloaded()
         client = self.client()
         started = time.perf_counter()
         with self.errors():
@@ -205,6 +217,10 @@ class _OllamaBase:
             wall_s=wall_s,
             reported_load_s=load_ns / 1e9 if load_ns is not None else None,
             reported_source=LOAD_SOURCE,
+            cold=cold,
+            includes=COLD_INCLUDES if cold else WARM_INCLUDES,
+            note=None if cold else f"/api/ps still listed {self.model} {UNLOAD_WAIT_S:g} s after keep_alive 0: "
+                                   "timed as a warm load",
         )
 
     async def prepare(self, texts: Sequence[str], token_counts: Sequence[int]) -> None:
@@ -212,8 +228,17 @@ class _OllamaBase:
         so embed() is the request alone."""
 
     async def unload(self) -> None:
+        """Unload and wait until /api/ps no longer lists the model, so what is measured next
+        (native memory baselines included) does not see it; say so when it stays."""
+        await self._request_unload()
+        if not await self._wait_unloaded():
+            raise BackendError(f"/api/ps still lists {self.model} {UNLOAD_WAIT_S:g} s after keep_alive 0: "
+                               "memory figures taken next may include it")
+
+    async def _request_unload(self) -> None:
         """keep_alive 0 with an empty prompt: Ollama expires the runner without loading it
-        (GenerateHandler; what `ollama stop` sends). Works for embedding models too."""
+        (GenerateHandler; what `ollama stop` sends). Works for embedding models too.
+        Ollama unloads asynchronously: the model may stay listed for a while after this."""
         client = self.client()
         with self.errors():
             await client.generate(model=self.model, prompt="", keep_alive=0)
@@ -228,16 +253,19 @@ class _OllamaBase:
                 f"Ollama {self.model} in VRAM",
                 vram,
                 "ollama /api/ps size_vram" if entry is not None else not_loaded,
+                attributable=True,  # Ollama's own account of this model's runner
             ),
             MemoryFigure(
                 f"Ollama {self.model} total (VRAM + RAM)",
                 size,
                 "ollama /api/ps size" if entry is not None else not_loaded,
+                attributable=True,
             ),
             MemoryFigure(
                 "Ollama per-process VRAM",
                 None,
                 "not visible: NVML lists no processes of another container's PID namespace",
+                attributable=False,
             ),
         ]
 
@@ -280,11 +308,14 @@ class _OllamaBase:
             listed = await client.ps()
         return next((m for m in listed.models if model_matches(m.model or m.name, self.model)), None)
 
-    async def _wait_unloaded(self) -> None:
-        """Ollama unloads asynchronously after keep_alive 0; a cold load must wait for it."""
+    async def _wait_unloaded(self) -> bool:
+        """Poll /api/ps until the model is gone (True) or UNLOAD_WAIT_S passed (False)."""
         deadline = time.monotonic() + UNLOAD_WAIT_S
-        while await self._ps_entry() is not None and time.monotonic() < deadline:
+        while await self._ps_entry() is not None:
+            if time.monotonic() >= deadline:
+                return False
             await asyncio.sleep(0.1)
+        return True
 
     async def _collect_facts(self) -> None:
         """Version, digest and offload while the model is loaded (never raises)."""
