@@ -13,7 +13,9 @@ What `attach` does to a ticket, and nothing else:
 
 Every other byte stays as it was: line endings (CRLF stays CRLF), trailing whitespace, unicode,
 a missing newline at the end of the file (the appended section then starts on a new line).
-Checklists inside fenced code blocks and inside the marker section are never touched.
+Checklists and marker lines inside fenced code blocks, and checklists inside the marker section,
+are never touched. A symlinked ticket is written through to its target; a ticket changed between
+read and write is left alone (AttachError, nothing written).
 """
 
 from __future__ import annotations
@@ -248,33 +250,38 @@ def _is_marker(body: str, marker: str) -> bool:
 
 def _outside_lines(lines: list[_Line]) -> tuple[list[bool], tuple[int, int] | None]:
     """Which lines are plain ticket text (not in a code fence, not in the marker section),
-    and the (start, end) line indexes of the marker section if there is one."""
+    and the (start, end) line indexes of the marker section if there is one.
+
+    Marker lines count only outside code fences: a ticket that quotes the markers in a code
+    block keeps its code block, and the live section is found (or added) outside it."""
     plain = [False] * len(lines)
     section: tuple[int, int] | None = None
     fence: str | None = None  # the opening fence while inside a fenced block
     start: int | None = None
     for i, line in enumerate(lines):
+        if start is not None:  # inside the marker section: only its end matters
+            if _is_marker(line.body, START_MARKER):
+                raise AttachError(f"a second {START_MARKER} on line {i + 1}; keep one verdict section")
+            if _is_marker(line.body, END_MARKER):
+                section, start = (start, i), None
+            continue
+        match = _FENCE.match(line.body)
+        if fence is not None:
+            if match and match["fence"][0] == fence[0] and len(match["fence"]) >= len(fence) \
+                    and not match["info"].strip():
+                fence = None
+            continue
+        if match and not (match["fence"][0] == "`" and "`" in match["info"]):
+            fence = match["fence"]
+            continue
         if _is_marker(line.body, START_MARKER):
-            if start is not None or section is not None:
+            if section is not None:
                 raise AttachError(f"a second {START_MARKER} on line {i + 1}; keep one verdict section")
             start = i
             continue
         if _is_marker(line.body, END_MARKER):
-            if start is None:
-                raise AttachError(f"{END_MARKER} on line {i + 1} without a {START_MARKER} before it")
-            section, start = (start, i), None
-            continue
-        if start is not None:
-            continue
-        match = _FENCE.match(line.body)
-        if fence is None:
-            if match and not (match["fence"][0] == "`" and "`" in match["info"]):
-                fence = match["fence"]
-                continue
-            plain[i] = True
-        elif match and match["fence"][0] == fence[0] and len(match["fence"]) >= len(fence) \
-                and not match["info"].strip():
-            fence = None
+            raise AttachError(f"{END_MARKER} on line {i + 1} without a {START_MARKER} before it")
+        plain[i] = True
     if start is not None:
         raise AttachError(
             f"{START_MARKER} on line {start + 1} has no {END_MARKER}; refusing to guess where it ends"
@@ -420,7 +427,12 @@ def attach_file(
     *,
     write: bool = True,
 ) -> AttachResult:
-    """Read both files, attach, and write the ticket atomically when it changed (unless write=False)."""
+    """Read both files, attach, and write the ticket atomically when it changed (unless write=False).
+
+    A symlinked ticket is written through to its target (the link stays a link). The ticket is
+    read again just before writing: if it changed meanwhile (an editor saved it), nothing is
+    written and the error says so.
+    """
     from probe.output import write_text_atomic
 
     ticket_text = _read(ticket_path, "ticket")
@@ -431,10 +443,14 @@ def attach_file(
         source = verdict_path if str(err).startswith("the verdict") else ticket_path
         raise AttachError(f"{source}: {err}") from None
     if write and result.changed:
+        target = ticket_path.resolve()  # through symlinks: replace the file, not the link
+        if _read(target, "ticket") != ticket_text:
+            raise AttachError(f"{ticket_path}: changed since it was read (saved by an editor?); nothing written, "
+                              "run attach again")
         try:
-            mode = stat.S_IMODE(ticket_path.stat().st_mode)
-            write_text_atomic(ticket_path, result.new_text)
-            ticket_path.chmod(mode)  # the temp file behind the atomic write is 0600
+            mode = stat.S_IMODE(target.stat().st_mode)
+            write_text_atomic(target, result.new_text)
+            target.chmod(mode)  # the temp file behind the atomic write is 0600
         except OSError as err:
             raise AttachError(f"{ticket_path}: cannot be written ({err.strerror})") from None
     return result

@@ -331,3 +331,50 @@ def test_broken_markers_refused_and_ticket_untouched(tmp_path, broken, message):
     assert str(info.value).startswith(f"{ticket}: ")
     assert "\n" not in str(info.value)
     assert read(ticket) == original
+
+
+@pytest.mark.parametrize("fence", ["```", "~~~~", "```markdown"])
+def test_markers_quoted_in_a_code_fence_stay_there_and_the_section_goes_outside(fence):
+    closing = fence.rstrip("markdown")
+    quoted = f"How attach marks its section:\n\n{fence}\n{START_MARKER}\n(the verdict)\n{END_MARKER}\n{closing}\n"
+    ticket = read(SEED) + "\n" + quoted
+    result = attach(ticket, VERDICT, MEASURED, STATUS)
+    assert quoted in result.new_text  # the code block, markers included, byte for byte
+    section = result.new_text[result.new_text.index(quoted) + len(quoted):]
+    assert section.lstrip("\n").startswith(START_MARKER) and "Keep Ollama" in section
+    assert result.new_text.count(START_MARKER) == 2
+    again = attach(result.new_text, VERDICT.replace("12.0", "13.0"), MEASURED, STATUS)
+    assert quoted in again.new_text and "13.0" in again.new_text and again.new_text.count(START_MARKER) == 2
+
+
+def test_a_symlinked_ticket_is_written_through_to_its_target(tmp_path):
+    (tmp_path / "tickets").mkdir()
+    target = write(tmp_path / "tickets" / "TD-073.md", read(SEED))
+    link = tmp_path / "TD-073.md"
+    link.symlink_to(target)
+    verdict = write(tmp_path / "verdict.md", VERDICT)
+    result = attach_file(link, verdict, MEASURED, STATUS)
+    assert link.is_symlink() and link.resolve() == target.resolve()
+    assert read(target) == result.new_text and START_MARKER in read(target)
+    assert sorted(p.name for p in target.parent.iterdir()) == ["TD-073.md"]  # no temp file left behind
+
+
+def test_a_ticket_changed_between_read_and_write_is_refused_and_kept(tmp_path, monkeypatch):
+    import bench.attach
+
+    ticket = write(tmp_path / "TD-073.md", read(SEED))
+    verdict = write(tmp_path / "verdict.md", VERDICT)
+    edited = read(SEED) + "\nA comment saved in an editor while attach ran.\n"
+    real_attach = bench.attach.attach
+
+    def attach_while_someone_saves(*args, **kwargs):
+        result = real_attach(*args, **kwargs)
+        write(ticket, edited)
+        return result
+
+    monkeypatch.setattr(bench.attach, "attach", attach_while_someone_saves)
+    with pytest.raises(AttachError) as info:
+        attach_file(ticket, verdict, MEASURED, STATUS)
+    assert str(info.value) == (f"{ticket}: changed since it was read (saved by an editor?); nothing written, "
+                               "run attach again")
+    assert read(ticket) == edited
