@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import hashlib
 import itertools
+import json
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -134,6 +135,30 @@ def workload_digest(texts_by_set: dict[str, Sequence[str]]) -> str:
     return digest.hexdigest()[:16]
 
 
+# Resolved-config keys that change no figure: where the results go, and --resume itself. Every
+# other key (options added later included) must match for --resume to continue a run.
+RESUME_IGNORED_KEYS = frozenset({"results_dir", "resume"})
+
+
+_NOT_SET = object()
+
+
+def config_differences(stored: Any, current: Any, path: str = "") -> list[str]:
+    """Where two resolved configs differ, as "key.sub: was X, now Y" (JSON values; "not set" when absent).
+    Pure; top-level keys of RESUME_IGNORED_KEYS are skipped."""
+    if isinstance(stored, dict) and isinstance(current, dict):
+        keys = [k for k in dict.fromkeys([*stored, *current]) if path or k not in RESUME_IGNORED_KEYS]
+        return [d for k in keys for d in config_differences(stored.get(k, _NOT_SET), current.get(k, _NOT_SET),
+                                                            f"{path}.{k}" if path else str(k))]
+    if stored == current:
+        return []
+
+    def shown(value: Any) -> str:
+        return "not set" if value is _NOT_SET else json.dumps(value, ensure_ascii=False)
+
+    return [f"{path}: was {shown(stored)}, now {shown(current)}"]
+
+
 def restore_state(results_dir: Path, config_payload: dict[str, Any], digest: str) -> RunState:
     """Load a partial bench.json for --resume; refuse one from another config or workload."""
     data = read_results_json(results_dir / BENCH_JSON, "bench", BENCH_SCHEMA_VERSION)
@@ -148,6 +173,14 @@ def restore_state(results_dir: Path, config_payload: dict[str, Any], digest: str
     if models != (config_payload["resolved_model"], config_payload["profile"]["ollama_model"]):
         raise ResultsFileError(f"{results_dir / BENCH_JSON}: was run with native model {models[0]!r} and Ollama "
                                f"model {models[1]!r}; resume needs the same --model and --ollama-model.")
+    # Compared as JSON, as it was stored (tuples are lists there, paths strings).
+    differences = config_differences(data["config"], json.loads(json.dumps(to_jsonable(config_payload))))
+    if differences:
+        shown = "; ".join(differences[:3]) + (f"; and {len(differences) - 3} more" if len(differences) > 3 else "")
+        raise ResultsFileError(
+            f"{results_dir / BENCH_JSON}: was run with other settings ({shown}); --resume continues only the "
+            "same run: use the same options, or start over without --resume."
+        )
     state = RunState(config=config_payload, environment=data["environment"], workload=data["workload"],
                      created_at=data["created_at"])
     for m in data["measurements"]:

@@ -238,3 +238,53 @@ def test_beir_retrieval_runs_once_per_backend_with_its_measured_load(tmp_path, s
         assert record["queries"] == 2
         assert 0.0 <= record["ndcg_at_10"] <= 1.0 and 0.0 < record["recall_at_10"] <= 1.0
         assert set(record["per_query"]["ndcg_at_10"]) == {"q1", "q2"}
+
+
+def test_resume_refuses_other_settings_naming_them(tmp_path, small_model_path, fakes):
+    from probe.output import ResultsFileError
+
+    fakes(**{"fake-native": FakeBehaviour(), "fake-other": FakeBehaviour()})
+    profile = tiny_profile(small_model_path)
+    config = config_for(profile, tmp_path, ["fake-native"], ollama_options={"num_ctx": 2048})
+    asyncio.run(run_bench(config))
+    before = (tmp_path / "bench.json").read_bytes()
+    with pytest.raises(ResultsFileError) as info:
+        asyncio.run(run_bench(replace(config, ollama_options={"num_ctx": 4096}, resume=True)))
+    assert (tmp_path / "bench.json").read_bytes() == before
+    assert "ollama_options.num_ctx: was 2048, now 4096" in str(info.value)
+    assert "--resume continues only the same run" in str(info.value)
+    with pytest.raises(ResultsFileError, match=r'backends: was \["fake-native"\], now \["fake-native", "fake-other"\]'):
+        asyncio.run(run_bench(replace(config, backends=("fake-native", "fake-other"), resume=True)))
+    with pytest.raises(ResultsFileError, match="profile.batch_sizes: was"):
+        asyncio.run(run_bench(replace(config, profile=replace(profile, batch_sizes=(1, 8)), resume=True)))
+    # Where results go and --resume itself change no figure: the same run continues.
+    assert asyncio.run(run_bench(replace(config, resume=True))).status == "complete"
+
+
+def test_config_differences_are_named_generically():
+    from bench.runner import config_differences
+
+    stored = {"results_dir": "/a", "resume": False, "device": None, "profile": {"set_sizes": {"short": 4}}}
+    current = {"results_dir": "/b", "resume": True, "device": "cuda", "profile": {"set_sizes": {"short": 8}},
+               "model": "BAAI/bge-m3"}  # an option added later is compared too
+    assert config_differences(stored, current) == [
+        'device: was null, now "cuda"', "profile.set_sizes.short: was 4, now 8", 'model: was not set, now "BAAI/bge-m3"']
+    assert config_differences(stored, {**stored, "results_dir": "/elsewhere", "resume": True}) == []
+
+
+def test_cli_resume_with_another_num_ctx_is_one_line_naming_it(tmp_path, fakes):
+    from click.testing import CliRunner
+
+    from bench.cli import main as bench_cli
+
+    fakes(**{"fake-native": FakeBehaviour()})
+    texts = tmp_path / "texts.txt"
+    texts.write_text("Erster Text.\nSecond text.\nTroisième texte.\n", encoding="utf-8")
+    argv = ["run", "--profile", "smoke", "--backend", "fake-native", "--texts", str(texts),
+            "--results", str(tmp_path / "results")]
+    first = CliRunner().invoke(bench_cli, [*argv, "--num-ctx", "2048"])
+    assert first.exit_code == 0, first.output
+    again = CliRunner().invoke(bench_cli, [*argv, "--num-ctx", "4096", "--resume"])
+    assert again.exit_code == 1
+    errors = [line for line in again.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "ollama_options.num_ctx: was 2048, now 4096" in errors[0], again.output
