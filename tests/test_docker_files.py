@@ -46,7 +46,7 @@ APP_SERVICES = ("probe", "bench")
 OLLAMA_URL = "http://ollama:11434"
 # Compose variables cleared for the resolve, so defaults are what gets checked and a
 # token in the caller's environment never shows up in test output.
-COMPOSE_VARIABLES = ("APP_UID", "APP_GID", "BASE_IMAGE", "OLLAMA_TAG", "PROFILE", "HF_TOKEN")
+COMPOSE_VARIABLES = ("APP_UID", "APP_GID", "BASE_IMAGE", "OLLAMA_TAG", "PROFILE", "HF_TOKEN", "RESULTS_DIR")
 
 
 # ---------------------------------------------------------------------------- tools
@@ -90,9 +90,9 @@ def hadolint() -> Path:
     return path
 
 
-def run_compose_config(binary: Path, compose_file: Path) -> subprocess.CompletedProcess[str]:
+def run_compose_config(binary: Path, compose_file: Path, **variables: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items()
-           if k not in COMPOSE_VARIABLES and not k.startswith("COMPOSE_")}
+           if k not in COMPOSE_VARIABLES and not k.startswith("COMPOSE_")} | variables
     return subprocess.run(
         [str(binary), "-f", str(compose_file), "--project-directory", str(REPO),
          "config", "--format", "json"],
@@ -271,6 +271,16 @@ def test_compose_commands(resolved_compose):
     bench = services["bench"]["command"]
     assert bench[:4] == ["python", "-m", "bench", "run"]
     assert bench[bench.index("--profile") + 1] == "td073"  # PROFILE defaults to the ticket's
+
+
+def test_results_dir_is_the_one_results_setting(compose_binary, resolved_compose):
+    """make passes RESULTS as RESULTS_DIR: both app services mount that folder, ./results by default."""
+    other = run_compose_config(compose_binary, COMPOSE, RESULTS_DIR="other")
+    assert other.returncode == 0, other.stderr
+    for config, folder in ((resolved_compose, REPO / "results"), (json.loads(other.stdout), REPO / "other")):
+        for name in APP_SERVICES:
+            mount = {m["target"]: m for m in config["services"][name]["volumes"]}["/results"]
+            assert Path(mount["source"]) == folder, name
 
 
 def test_compose_matches_dockerfile_defaults(resolved_compose):
