@@ -283,6 +283,19 @@ def test_results_dir_is_the_one_results_setting(compose_binary, resolved_compose
             assert Path(mount["source"]) == folder, name
 
 
+def test_ollama_image_is_pinned_to_a_llama_server_release(resolved_compose, compose_binary):
+    """A pinned x.y.z default from the llama-server era (0.30+), and OLLAMA_TAG replaces it."""
+    from bench.backends.ollama import OLLAMA_EMBEDDING_CHANGES
+
+    image = resolved_compose["services"]["ollama"]["image"]
+    match = re.fullmatch(r"ollama/ollama:(\d+)\.(\d+)\.(\d+)", image)
+    assert match, image
+    newest_change = max(tuple(map(int, v.split("."))) for v in OLLAMA_EMBEDDING_CHANGES)
+    assert tuple(map(int, match.groups()))[:len(newest_change)] >= newest_change
+    theirs = run_compose_config(compose_binary, COMPOSE, OLLAMA_TAG="0.13.5")
+    assert json.loads(theirs.stdout)["services"]["ollama"]["image"] == "ollama/ollama:0.13.5"
+
+
 def test_compose_matches_dockerfile_defaults(resolved_compose):
     """Base image, user ids and HF_HOME: one default each, so compose and the image agree."""
     defaults = arg_defaults(dockerfile_text())
