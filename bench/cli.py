@@ -335,7 +335,8 @@ def perf_command(profile, backend_name, per_set, batch_size, rounds, device, res
         probe = read_results_json(results_dir / "probe.json", "probe", PROBE_SCHEMA_VERSION)
     except ResultsFileError:
         probe = None
-    backend = BACKENDS[name](BackendSettings(model=model, device=device))
+    # The load figure is not reported here: no fresh-process cold load (it would only add a child process).
+    backend = BACKENDS[name](BackendSettings(model=model, device=device, fresh_process_cold_load=False))
     try:
         result = asyncio.run(run_perf(backend, texts, batch_size=batch_size or max(chosen.batch_sizes),
                                       rounds=rounds, model_config=read_model_config(model), probe=probe))

@@ -467,6 +467,9 @@ class NativeBackend:
             "normalize_embeddings=False) on one worker thread",
             "prompt_tokens": "token count from prepare() (the workload's, incl. special tokens), capped at "
             "max_seq_length; None for a text not prepared",
+            "load_figure": "cold: a fresh child process (bench.backends.native_cold_load) times CUDA context + "
+            "SentenceTransformer(...) + first encode" if self.settings.fresh_process_cold_load else
+            "warm: the in-process load (fresh-process cold load switched off)",
             "compiled": "torch.compile(dynamic=True) via SentenceTransformer.compile; compile time is in the load"
             if self.compile_model else None,
             "versions": _versions(),

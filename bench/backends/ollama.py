@@ -292,6 +292,7 @@ class _OllamaBase:
             "weight_dtype_source": self._facts.get("weight_dtype_source"),
             "options": dict(self.options or {}),
             "keep_alive": KEEP_ALIVE,
+            "load_figure": COLD_INCLUDES,
             "truncate": "server default (true)" if self.endpoint == "/api/embed" else "not applicable",
             "normalised_by_server": self.endpoint == "/api/embed",
             # /api/embeddings takes one prompt: any batch is a loop of single calls.
