@@ -409,10 +409,11 @@ def backend_tables(bench: dict[str, Any]) -> dict[str, Table]:
             memory.append((name, m["label"], value, MEMORY_SCOPE[m.get("attributable")], m["source"]))
     return {
         "load": make_table("Model load (one load each, n=1)", (
-            *_plain("backend"), *_figures("wall (s)"), *_plain("cold", "what the figure includes", "measured beside it"),
+            *_plain("backend"), *_figures("wall (s)"),
+            *_plain("cold", "what the figure includes", "measured beside it"),
             *_figures("backend-reported (s)"), *_plain("source")), load),
-        "memory": make_table("Memory", (*_plain("backend", "figure"), *_figures("size (MiB)"), *_plain("scope", "source")),
-                             memory),
+        "memory": make_table("Memory", (
+            *_plain("backend", "figure"), *_figures("size (MiB)"), *_plain("scope", "source")), memory),
     }
 
 
@@ -609,7 +610,8 @@ def measured_items(probe: dict[str, Any] | None, bench: dict[str, Any]) -> dict[
     scen = {m["scenario"] for m in bench["measurements"] if any(s["ok"] for s in m["samples"])}
     # Memory answers the ticket only with figures each side can call its own.
     mem = bool(attributable_memory(bench, ollama)) and bool(attributable_memory(bench, native))
-    mem_evidence = f"memory table, figures of their own: {', '.join(attributable_memory(bench, ollama + native)) or 'none'}"
+    own_memory = attributable_memory(bench, ollama + native)
+    mem_evidence = f"memory table, figures of their own: {', '.join(own_memory) or 'none'}"
     # A warm load answers nothing about loading time: both sides must have loaded cold.
     loads = bool(cold_loads(bench, ollama)) and bool(cold_loads(bench, native))
     load_evidence = f"load table, cold loads: {', '.join(cold_loads(bench, ollama + native)) or 'none'}"

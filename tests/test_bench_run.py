@@ -268,7 +268,8 @@ def test_config_differences_are_named_generically():
     current = {"results_dir": "/b", "resume": True, "device": "cuda", "profile": {"set_sizes": {"short": 8}},
                "model": "BAAI/bge-m3"}  # an option added later is compared too
     assert config_differences(stored, current) == [
-        'device: was null, now "cuda"', "profile.set_sizes.short: was 4, now 8", 'model: was not set, now "BAAI/bge-m3"']
+        'device: was null, now "cuda"', "profile.set_sizes.short: was 4, now 8",
+        'model: was not set, now "BAAI/bge-m3"']
     assert config_differences(stored, {**stored, "results_dir": "/elsewhere", "resume": True}) == []
 
 

@@ -18,7 +18,8 @@ def test_batches_of():
 
 
 def test_run_perf_on_a_tiny_input(small_model_path):
-    backend = BACKENDS["native-fp32"](BackendSettings(model=small_model_path, device="cpu", fresh_process_cold_load=False))
+    backend = BACKENDS["native-fp32"](BackendSettings(model=small_model_path, device="cpu",
+                                                      fresh_process_cold_load=False))
     texts = ["ein kurzer Text", "a second, slightly longer text for the batch", "drei"]
     result = asyncio.run(run_perf(backend, texts, batch_size=2, rounds=2,
                                   model_config=read_model_config(small_model_path), probe=None))

@@ -165,9 +165,10 @@ def load_report(fresh: dict[str, Any] | None, in_process_s: float, device: str) 
         context = "CUDA context creation + " if device.startswith("cuda") else "no CUDA context (CPU) + "
         return LoadReport(
             wall_s=fresh["load_s"], reported_load_s=None, reported_source=NO_REPORTED_LOAD, cold=True,
-            includes=f"fresh Python process on {device}: {context}SentenceTransformer(...) (model code imported "
-                     "lazily, weights read and placed) + first encode of one short text, device synchronised; interpreter start and "
-                     "the torch/sentence-transformers imports are beside it, not in it",
+            includes=f"fresh Python process on {device}: {context}SentenceTransformer(...) (model code "
+                     "imported lazily, weights read and placed) + first encode of one short text, device "
+                     "synchronised; interpreter start and the torch/sentence-transformers imports are beside "
+                     "it, not in it",
             parts_s=parts,
         )
     why = (f"fresh-process cold load failed: {fresh['error']}" if fresh is not None

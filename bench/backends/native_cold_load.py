@@ -48,7 +48,8 @@ def main() -> int:
     try:
         result = cold_load(json.loads(sys.stdin.read()))
     except Exception as err:  # noqa: BLE001 - the parent reports it as one line
-        print(json.dumps({"error": f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"}))
+        lines = str(err).strip().splitlines()
+        print(json.dumps({"error": f"{type(err).__name__}: {lines[0] if lines else ''}"}))
         return 1
     print(json.dumps(result))
     return 0
