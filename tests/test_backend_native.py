@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from bench.backends.base import BackendError, BackendOutOfMemory, BackendSettings
-from bench.backends.native import NO_REPORTED_LOAD, NativeBackend
+from bench.backends.native import NativeBackend
+from bench.backends.native_cold_load import NO_REPORTED_LOAD
 
 pytestmark = pytest.mark.slow  # loads a real (small) model
 
@@ -172,9 +173,9 @@ def test_oom_becomes_backend_out_of_memory(fp32_backend, monkeypatch):
 
 
 def test_a_failed_fresh_process_load_is_reported_warm_with_why(small_model_path, monkeypatch):
-    import bench.backends.native as native
+    import bench.backends.native_cold_load as cold
 
-    monkeypatch.setattr(native, "COLD_LOAD_MODULE", "bench.backends.no_such_module")
+    monkeypatch.setattr(cold, "COLD_LOAD_MODULE", "bench.backends.no_such_module")
     backend = NativeBackend(BackendSettings(model=small_model_path, device="cpu"), "float32")
     report = _run(backend.load())
     try:

@@ -16,15 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import json
 import os
 import resource
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -37,6 +34,7 @@ from bench.backends.base import (
     LoadReport,
     MemoryFigure,
 )
+from bench.backends.native_cold_load import fresh_process_load, load_report
 
 T = TypeVar("T")
 
@@ -49,9 +47,6 @@ DTYPES: dict[str, tuple[str, str]] = {
 _DTYPE_ALIASES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
 WARMUP_TEXT = "Kurzer Text zum Aufwärmen. A short warm-up text."
-NO_REPORTED_LOAD = "not reported (native has no load figure of its own)"
-COLD_LOAD_MODULE = "bench.backends.native_cold_load"
-COLD_LOAD_TIMEOUT_S = 900.0  # a bge-m3 load is seconds; torch.compile in the child can take minutes
 
 
 def is_cuda_oom(err: BaseException) -> bool:
@@ -119,66 +114,6 @@ def build_model(settings: BackendSettings, dtype: str, compile_model: bool, devi
     if device.startswith("cuda"):
         torch.cuda.synchronize(device)
     return model
-
-
-def fresh_process_load(settings: BackendSettings, dtype: str, compile_model: bool, device: str) -> dict[str, Any]:
-    """Time a cold load in a child process (bench.backends.native_cold_load); never raises.
-
-    Returns the child's figures (load_s, imports_s, cuda_context_s) plus process_s, the child's
-    whole life as seen from here; or {"error": why, "process_s": ...} when it did not work.
-    """
-    spec = {"model": settings.model, "dtype": dtype, "compile": compile_model, "device": device,
-            "max_seq_length": settings.max_seq_length, "attention_settings": dict(settings.attention_settings)}
-    package_root = str(Path(__file__).resolve().parents[2])  # the child imports this same `bench`
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)}
-    started = time.perf_counter()
-    try:
-        done = subprocess.run([sys.executable, "-m", COLD_LOAD_MODULE], input=json.dumps(spec), env=env,
-                              capture_output=True, text=True, timeout=COLD_LOAD_TIMEOUT_S, check=False)
-    except subprocess.TimeoutExpired:
-        return {"error": f"the child process did not finish within {COLD_LOAD_TIMEOUT_S:g} s",
-                "process_s": time.perf_counter() - started}
-    except OSError as err:
-        return {"error": f"the child process could not start ({err.strerror or err})",
-                "process_s": time.perf_counter() - started}
-    process_s = time.perf_counter() - started
-    lines = done.stdout.strip().splitlines()
-    try:
-        result = json.loads(lines[-1]) if lines else {}
-    except ValueError:
-        result = {}
-    if done.returncode != 0 or not isinstance(result, dict) or "load_s" not in result:
-        errors = done.stderr.strip().splitlines()
-        why = result.get("error") if isinstance(result, dict) and result.get("error") else \
-            (errors[-1] if errors else f"exit status {done.returncode}, no figures")
-        return {"error": why, "process_s": process_s}
-    return {**result, "process_s": process_s}
-
-
-def load_report(fresh: dict[str, Any] | None, in_process_s: float, device: str) -> LoadReport:
-    """The cold figure from the fresh process when there is one; else the in-process load, marked warm."""
-    parts = {"in_process_load_s": in_process_s}
-    if fresh is not None and "load_s" in fresh:
-        parts.update({"child_imports_s": fresh["imports_s"], "child_process_s": fresh["process_s"]})
-        if fresh.get("cuda_context_s") is not None:
-            parts["child_cuda_context_s"] = fresh["cuda_context_s"]
-        context = "CUDA context creation + " if device.startswith("cuda") else "no CUDA context (CPU) + "
-        return LoadReport(
-            wall_s=fresh["load_s"], reported_load_s=None, reported_source=NO_REPORTED_LOAD, cold=True,
-            includes=f"fresh Python process on {device}: {context}SentenceTransformer(...) (model code "
-                     "imported lazily, weights read and placed) + first encode of one short text, device "
-                     "synchronised; interpreter start and the torch/sentence-transformers imports are beside "
-                     "it, not in it",
-            parts_s=parts,
-        )
-    why = (f"fresh-process cold load failed: {fresh['error']}" if fresh is not None
-           else "fresh-process cold load not measured (switched off in the backend settings)")
-    return LoadReport(
-        wall_s=in_process_s, reported_load_s=None, reported_source=NO_REPORTED_LOAD, cold=False,
-        includes=f"in the bench process on {device} (CUDA context and libraries already initialised): "
-                 "SentenceTransformer(...) + first encode of one short text",
-        parts_s=parts, note=f"{why}; the in-process figure is a warm load",
-    )
 
 
 class NativeBackend:
