@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,28 @@ class BenchConfig:
 
     def with_profile(self, **changes: Any) -> BenchConfig:
         return replace(self, profile=replace(self.profile, **changes))
+
+
+# Resolved-config keys that change no figure: where the results go, and --resume itself. Every
+# other key (options added later included) must match for --resume to continue a run.
+RESUME_IGNORED_KEYS = frozenset({"results_dir", "resume"})
+_NOT_SET = object()
+
+
+def config_differences(stored: Any, current: Any, path: str = "") -> list[str]:
+    """Where two resolved configs differ, as "key.sub: was X, now Y" (JSON values; "not set" when absent).
+    Pure; top-level keys of RESUME_IGNORED_KEYS are skipped."""
+    if isinstance(stored, dict) and isinstance(current, dict):
+        keys = [k for k in dict.fromkeys([*stored, *current]) if path or k not in RESUME_IGNORED_KEYS]
+        return [d for k in keys for d in config_differences(stored.get(k, _NOT_SET), current.get(k, _NOT_SET),
+                                                            f"{path}.{k}" if path else str(k))]
+    if stored == current:
+        return []
+
+    def shown(value: Any) -> str:
+        return "not set" if value is _NOT_SET else json.dumps(value, ensure_ascii=False)
+
+    return [f"{path}: was {shown(stored)}, now {shown(current)}"]
 
 
 class ConfigError(Exception):

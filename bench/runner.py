@@ -24,7 +24,7 @@ import numpy as np
 from bench import __version__
 from bench.backends import BACKENDS, PROBE_GATES, ProbeGate
 from bench.backends.base import BackendError, BackendOutOfMemory, BackendSettings, EmbeddingBackend
-from bench.config import BenchConfig, resolve_model
+from bench.config import BenchConfig, config_differences, resolve_model
 from bench.results import (
     BENCH_SCHEMA_VERSION,
     BackendRecord,
@@ -133,30 +133,6 @@ def workload_digest(texts_by_set: dict[str, Sequence[str]]) -> str:
             digest.update(text.encode("utf-8", "surrogatepass"))
             digest.update(b"\0")
     return digest.hexdigest()[:16]
-
-
-# Resolved-config keys that change no figure: where the results go, and --resume itself. Every
-# other key (options added later included) must match for --resume to continue a run.
-RESUME_IGNORED_KEYS = frozenset({"results_dir", "resume"})
-
-
-_NOT_SET = object()
-
-
-def config_differences(stored: Any, current: Any, path: str = "") -> list[str]:
-    """Where two resolved configs differ, as "key.sub: was X, now Y" (JSON values; "not set" when absent).
-    Pure; top-level keys of RESUME_IGNORED_KEYS are skipped."""
-    if isinstance(stored, dict) and isinstance(current, dict):
-        keys = [k for k in dict.fromkeys([*stored, *current]) if path or k not in RESUME_IGNORED_KEYS]
-        return [d for k in keys for d in config_differences(stored.get(k, _NOT_SET), current.get(k, _NOT_SET),
-                                                            f"{path}.{k}" if path else str(k))]
-    if stored == current:
-        return []
-
-    def shown(value: Any) -> str:
-        return "not set" if value is _NOT_SET else json.dumps(value, ensure_ascii=False)
-
-    return [f"{path}: was {shown(stored)}, now {shown(current)}"]
 
 
 def restore_state(results_dir: Path, config_payload: dict[str, Any], digest: str) -> RunState:

@@ -262,7 +262,7 @@ def test_resume_refuses_other_settings_naming_them(tmp_path, small_model_path, f
 
 
 def test_config_differences_are_named_generically():
-    from bench.runner import config_differences
+    from bench.config import config_differences
 
     stored = {"results_dir": "/a", "resume": False, "device": None, "profile": {"set_sizes": {"short": 4}}}
     current = {"results_dir": "/b", "resume": True, "device": "cuda", "profile": {"set_sizes": {"short": 8}},
