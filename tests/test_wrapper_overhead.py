@@ -34,7 +34,11 @@ class OneWorkerBackend:
 
     async def load(self) -> LoadReport:  # loaded twice: to screen the texts, then to time them
         self.executor = ThreadPoolExecutor(max_workers=1)
-        return LoadReport(wall_s=0.0, reported_load_s=None, reported_source="test")
+        return LoadReport(wall_s=0.0, reported_load_s=None, reported_source="test", cold=True,
+                          includes="test: nothing loaded")
+
+    async def prepare(self, texts: Sequence[str], token_counts: Sequence[int]) -> None:
+        return None
 
     def _work(self, texts: Sequence[str]) -> EmbedResponse:
         started = time.perf_counter()
