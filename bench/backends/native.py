@@ -193,7 +193,7 @@ class NativeBackend:
             torch.cuda.reset_peak_memory_stats(device)
             self._free_before_load = int(torch.cuda.mem_get_info(device)[0])
         self._attention = apply_attention_settings(dict(self.settings.attention_settings))
-        self._fp32_matmul = _pin_float32_matmul(self.dtype == "float32")
+        self._fp32_matmul = pin_float32_matmul(self.dtype == "float32")
 
         started = time.perf_counter()
         try:
@@ -467,7 +467,7 @@ def _attn_implementation(model: Any) -> str | None:
         return None
 
 
-def _pin_float32_matmul(pin: bool) -> dict[str, Any] | None:
+def pin_float32_matmul(pin: bool) -> dict[str, Any] | None:
     """The process's fp32 matmul facts (probe/checks/kernels.py), and for native-fp32 IEEE fp32
     pinned: NVIDIA's images make TF32 the default (TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=1), and
     native-fp32 must mean fp32. unload() restores the default found. Never raises."""

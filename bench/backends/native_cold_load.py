@@ -98,14 +98,16 @@ def cold_load(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
     import transformers
 
-    from bench.backends.native import apply_attention_settings, build_model
+    from bench.backends.native import apply_attention_settings, build_model, pin_float32_matmul
 
     imports_s = time.perf_counter() - started
     transformers.utils.logging.disable_progress_bar()
     device = spec["device"]
     settings = BackendSettings(model=spec["model"], device=device, max_seq_length=spec.get("max_seq_length"),
                                attention_settings=spec.get("attention_settings") or {})
+    # The same process settings as the bench's own load (the probe's ptxas comes in the environment).
     apply_attention_settings(dict(settings.attention_settings))
+    pin_float32_matmul(spec["dtype"] == "float32")
     timer = time.perf_counter()
     cuda_context_s = None
     if device.startswith("cuda"):
