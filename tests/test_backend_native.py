@@ -180,11 +180,33 @@ def test_a_failed_fresh_process_load_is_reported_warm_with_why(small_model_path,
     report = _run(backend.load())
     try:
         assert report.cold is False
-        assert report.note.startswith("fresh-process cold load failed: ") and "no_such_module" in report.note
+        assert report.note.startswith("no fresh-process cold load: the child process failed: ")
+        assert "no_such_module" in report.note
         assert report.wall_s == report.parts_s["in_process_load_s"]
         assert report.includes.startswith("in the bench process on cpu")
     finally:
         _run(backend.unload())
+
+
+def test_a_reload_of_the_same_backend_is_warm_and_starts_no_child(small_model_path, monkeypatch):
+    import bench.backends.native as native
+
+    children = []
+
+    def child(*args):
+        children.append(args)
+        return {"load_s": 0.5, "imports_s": 1.0, "cuda_context_s": None, "process_s": 2.0}
+
+    monkeypatch.setattr(native, "fresh_process_load", child)
+    backend = NativeBackend(BackendSettings(model=small_model_path, device="cpu"), "float32")
+    first = _run(backend.load())
+    _run(backend.unload())
+    second = _run(backend.load())
+    _run(backend.unload())
+    assert (first.cold, first.wall_s, len(children)) == (True, 0.5, 1)
+    assert second.cold is False and len(children) == 1
+    assert second.note == ("no fresh-process cold load: a reload; the cold figure is this backend's first load; "
+                           "the in-process figure is a warm load")
 
 
 def test_bf16_dtype_honoured(small_model_path, fp32_backend):

@@ -136,6 +136,7 @@ class NativeBackend:
         self._ptxas: str | None = None
         self._prompt_prefix = ""
         self._token_counts: dict[str, int] = {}  # filled by prepare(), read by embed()
+        self._cold_load_measured = False
 
     # ------------------------------------------------------------------ plumbing
 
@@ -186,9 +187,15 @@ class NativeBackend:
         # Before the child starts, so it inherits the probe's ptxas (Triton reads the environment).
         self._ptxas = apply_ptxas_setting(dict(self.settings.attention_settings))
         # First, in a child process: the cold figure. It exits before this process loads, so
-        # the baselines below do not see its memory.
-        fresh = fresh_process_load(self.settings, self.dtype, self.compile_model, device) \
-            if self.settings.fresh_process_cold_load else None
+        # the baselines below do not see its memory. Only once: a later load of this backend
+        # (the bench loads each backend again to time it) is a reload, and says so.
+        if not self.settings.fresh_process_cold_load:
+            fresh: dict[str, Any] = {"error": "switched off in the backend settings"}
+        elif self._cold_load_measured:
+            fresh = {"error": "a reload; the cold figure is this backend's first load"}
+        else:
+            fresh = fresh_process_load(self.settings, self.dtype, self.compile_model, device)
+            self._cold_load_measured = True
         if self._is_cuda():
             torch.cuda.reset_peak_memory_stats(device)
             self._free_before_load = int(torch.cuda.mem_get_info(device)[0])

@@ -61,14 +61,15 @@ def fresh_process_load(settings: BackendSettings, dtype: str, compile_model: boo
         errors = done.stderr.strip().splitlines()
         why = result.get("error") if isinstance(result, dict) and result.get("error") else \
             (errors[-1] if errors else f"exit status {done.returncode}, no figures")
-        return {"error": why, "process_s": process_s}
+        return {"error": f"the child process failed: {why}", "process_s": process_s}
     return {**result, "process_s": process_s}
 
 
-def load_report(fresh: dict[str, Any] | None, in_process_s: float, device: str) -> LoadReport:
-    """The cold figure from the fresh process when there is one; else the in-process load, marked warm."""
+def load_report(fresh: dict[str, Any], in_process_s: float, device: str) -> LoadReport:
+    """The cold figure from the fresh process when there is one; else (fresh = {"error": why})
+    the in-process load, marked warm."""
     parts = {"in_process_load_s": in_process_s}
-    if fresh is not None and "load_s" in fresh:
+    if "load_s" in fresh:
         parts.update({"child_imports_s": fresh["imports_s"], "child_process_s": fresh["process_s"]})
         if fresh.get("cuda_context_s") is not None:
             parts["child_cuda_context_s"] = fresh["cuda_context_s"]
@@ -81,8 +82,7 @@ def load_report(fresh: dict[str, Any] | None, in_process_s: float, device: str) 
                      "it, not in it",
             parts_s=parts,
         )
-    why = (f"fresh-process cold load failed: {fresh['error']}" if fresh is not None
-           else "fresh-process cold load not measured (switched off in the backend settings)")
+    why = f"no fresh-process cold load: {fresh['error']}"
     return LoadReport(
         wall_s=in_process_s, reported_load_s=None, reported_source=NO_REPORTED_LOAD, cold=False,
         includes=f"in the bench process on {device} (CUDA context and libraries already initialised): "
