@@ -294,6 +294,7 @@ async def screen_backend(backend: EmbeddingBackend, text_sets, state: RunState, 
             if state.screen_of(name, ts.name) is not None:
                 continue
             texts = list(ts.texts)
+            await backend.prepare(texts, list(ts.token_counts))  # as before every embed, timed or not
             with reporter.task(f"{name} · {ts.name} · screen for per-text failures", len(texts)) as adv:
                 screened = await screen_texts(backend, ts.name, texts,
                                               capped_counts(ts.token_counts, description.get("max_tokens")), adv)
