@@ -39,8 +39,9 @@ def ollama_standin(small_model):
     saw (`requests`, `paths()`, `load_count`, `loaded`). Its figures are never Ollama figures.
     """
     from ollama_standin import OllamaStandIn
+    from standin_engines import SentenceTransformerEngine
 
-    with OllamaStandIn(small_model) as standin:
+    with OllamaStandIn(SentenceTransformerEngine(small_model)) as standin:
         yield standin
 
 

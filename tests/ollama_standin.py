@@ -1,4 +1,4 @@
-"""An Ollama-API stand-in for tests: real vectors from a small SentenceTransformer,
+"""An Ollama-API stand-in for tests: real vectors from an engine (tests/standin_engines.py),
 served on 127.0.0.1 the way Ollama's server answers.
 
 NOTHING THIS SERVER REPORTS IS AN OLLAMA FIGURE. Durations, sizes, digests and the
@@ -63,6 +63,7 @@ import re
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -70,11 +71,12 @@ from typing import Any
 
 import numpy as np
 
+from standin_engines import RunnerError
+
 STANDIN_VERSION = "0.0.0-standin"
 DEFAULT_KEEP_ALIVE_S = 300.0  # Ollama's default keep_alive is 5m
 # The api.Runner options: a change in any of them makes the scheduler reload the model.
 RUNNER_OPTIONS = ("num_ctx", "num_batch", "num_gpu", "main_gpu", "use_mmap", "num_thread")
-INPUT_TOO_LONG = "the input length exceeds the context length"
 _DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
@@ -123,12 +125,12 @@ class StandInConfig:
 class OllamaStandIn:
     """The stand-in server. Use as a context manager; `.host` is its URL.
 
-    `model` is a loaded SentenceTransformer (read only; the stand-in runs its modules
-    up to, not including, a Normalize module to get the raw pooled vector).
+    `engine` computes each item (standin_engines.SentenceTransformerEngine); the stand-in
+    adds Ollama's layer and calls it through one runner slot, one item at a time.
     """
 
-    def __init__(self, model: Any, config: StandInConfig | None = None) -> None:
-        self.model = model
+    def __init__(self, engine: Any, config: StandInConfig | None = None) -> None:
+        self.engine = engine
         self.config = config or StandInConfig()
         self.faults = Faults()
         self.requests: list[RequestRecord] = []
@@ -136,16 +138,11 @@ class OllamaStandIn:
         self._loaded: _Loaded | None = None
         self._state_lock = threading.Lock()  # model state and request log
         self._runner_lock = threading.Lock()  # one runner slot: one item at a time
-        self._tokenizer_lock = threading.Lock()
         self._release = threading.Event()  # set on stop: hanging handlers return
         self._dead = False
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
-        params = sum(p.numel() for p in model.parameters())
-        self.size_bytes = int(sum(p.numel() * p.element_size() for p in model.parameters()))
-        self.parameter_size = f"{params / 1e6:.1f}M"
-        self.context_length = int(model.max_seq_length)
-        self.embedding_length = int(model.get_embedding_dimension())
+        self.size_bytes = engine.size_bytes
         self.digest = hashlib.sha256(f"ollama-standin:{self.config.model_name}".encode()).hexdigest()
         self.modified_at = datetime.now(timezone.utc).isoformat()
 
@@ -215,35 +212,6 @@ class OllamaStandIn:
         with self._state_lock:
             return [r.path for r in self.requests]
 
-    # -- model work ----------------------------------------------------------------
-
-    def tokenize(self, text: str, max_tokens: int | None = None) -> list[int]:
-        """Token ids with special tokens, cut to max_tokens (special tokens kept)."""
-        tok = self.model.tokenizer
-        # A fast tokenizer sets truncation on shared state per call: concurrent handler
-        # threads must not interleave (one would see the other's "no truncation").
-        with self._tokenizer_lock:
-            if max_tokens is None:
-                return list(tok(text, verbose=False)["input_ids"])
-            return list(tok(text, truncation=True, max_length=max_tokens, verbose=False)["input_ids"])
-
-    def raw_vector(self, ids: list[int]) -> np.ndarray:
-        """The pooled vector before any Normalize module (what a runner returns)."""
-        import torch
-
-        t = torch.tensor([ids])
-        features: dict[str, Any] = {
-            "input_ids": t,
-            "attention_mask": torch.ones_like(t),
-            "token_type_ids": torch.zeros_like(t),
-        }
-        with torch.inference_mode():
-            for module in self.model:
-                if type(module).__name__ == "Normalize":
-                    break
-                features = module(features)
-        return features["sentence_embedding"][0].float().numpy()
-
     # -- helpers for the handler -----------------------------------------------------
 
     def _current(self) -> _Loaded | None:
@@ -304,33 +272,33 @@ class OllamaStandIn:
         else:
             self._loaded = None
 
-    def _embed_one(self, text: str, ids: list[int]) -> np.ndarray:
-        """One item through the single runner slot, with the per-item faults."""
+    def _run_item(self, text: str, work: Callable[[], tuple[np.ndarray, int | None]]) -> tuple[np.ndarray, int | None]:
+        """One item's engine work, (vector, tokens), through the single runner slot, with the per-item faults."""
         with self._runner_lock:
             if self._dead:
                 raise _Dead
             if self.faults.item_delay_s:
                 time.sleep(self.faults.item_delay_s)
-            vector = self.raw_vector(ids)
+            vector, count = work()
             if text in self.faults.nan_texts:
                 vector = np.full_like(vector, np.nan)
             if self.faults.die_after_items is not None:
                 self.faults.die_after_items -= 1
                 if self.faults.die_after_items < 0:
                     raise _Dead
-        return vector
+        return vector, count
 
     def _ctx_len(self, loaded: _Loaded) -> int:
-        return min(loaded.num_ctx, self.context_length)
+        return min(loaded.num_ctx, self.engine.context_length)
 
     def _model_details(self) -> dict[str, Any]:
         return {
             "parent_model": "",
-            "format": "safetensors",
+            "format": self.engine.format,
             "family": "bert",
             "families": ["bert"],
-            "parameter_size": self.parameter_size,
-            "quantization_level": "F32",
+            "parameter_size": self.engine.parameter_size,
+            "quantization_level": self.engine.quantization_level,
         }
 
     def _size_vram(self) -> int:
@@ -455,7 +423,7 @@ class _Handler(BaseHTTPRequestHandler):
                 raise _HTTPError(404, "404 page not found")
             status, payload = handler(body)
             self._send(status, payload)
-        except _HTTPError as err:
+        except (_HTTPError, RunnerError) as err:
             self._send(err.status, {"error": err.message})
         except _Dead:
             self._die()
@@ -565,8 +533,8 @@ class _Handler(BaseHTTPRequestHandler):
             "details": s._model_details(),
             "model_info": {
                 "general.architecture": "bert",
-                "bert.context_length": s.context_length,
-                "bert.embedding_length": s.embedding_length,
+                "bert.context_length": s.engine.context_length,
+                "bert.embedding_length": s.engine.embedding_length,
             },
             "capabilities": ["embedding"],
             "modified_at": s.modified_at,
@@ -606,16 +574,12 @@ class _Handler(BaseHTTPRequestHandler):
         ctx_len = s._ctx_len(loaded)
         embeddings, tokens = [], 0
         for text in texts:
-            ids = s.tokenize(text)
-            if len(ids) > ctx_len:
-                if not truncate:
-                    raise _HTTPError(400, INPUT_TOO_LONG)
-                ids = s.tokenize(text, max_tokens=ctx_len)
-            vector = _normalize(s._embed_one(text, ids))
+            raw, count = s._run_item(text, lambda t=text: s.engine.embed(t, ctx_len, truncate))
+            vector = _normalize(raw)
             if 0 < dimensions < len(vector):
                 vector = _normalize(vector[:dimensions])
             embeddings.append(vector.astype(np.float32).tolist())
-            tokens += len(ids)
+            tokens += count
         s._finish(keep_alive)
         return 200, {
             "model": name,
@@ -636,10 +600,8 @@ class _Handler(BaseHTTPRequestHandler):
         if not prompt:
             s._finish(keep_alive)
             return 200, {"embedding": []}
-        ids = s.tokenize(prompt)
-        if len(ids) > s._ctx_len(loaded):
-            raise _HTTPError(500, INPUT_TOO_LONG)
-        vector = s._embed_one(prompt, ids)
+        ctx_len = s._ctx_len(loaded)
+        vector, _ = s._run_item(prompt, lambda: (s.engine.embed_legacy(prompt, ctx_len), None))
         s._finish(keep_alive)
         if not np.all(np.isfinite(vector)):  # Go's encoding/json refuses NaN
             raise _HTTPError(500, NAN_ENCODE_ERROR)

@@ -8,7 +8,8 @@ import time
 import numpy as np
 import ollama
 import pytest
-from ollama_standin import INPUT_TOO_LONG, parse_keep_alive
+from ollama_standin import parse_keep_alive
+from standin_engines import INPUT_TOO_LONG
 
 TEXTS = ["Die Embeddings laufen über Ollama.", "A second, slightly longer sentence to embed here."]
 
