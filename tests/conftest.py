@@ -66,3 +66,20 @@ def standin_small(tmp_path_factory, xlmr_tokenizer_file) -> Path:
     path = tmp_path_factory.mktemp("standin") / "bge-m3-standin-small"
     build_standin_model(path, **STANDIN_SMALL)
     return path
+
+
+@pytest.fixture(scope="session")
+def llama_cpp() -> Path:
+    """The cached llama.cpp build (bin/llama-server, the converter); built first if absent.
+    Skipped, with the reason, only where it cannot be built (no cmake or compiler)."""
+    from llama_server import llama_cpp_dir
+
+    return llama_cpp_dir()
+
+
+@pytest.fixture(scope="session")
+def minilm_gguf(llama_cpp, small_model_path, tmp_path_factory) -> dict[str, Path]:
+    """The shipped all-MiniLM-L6-v2 converted by llama.cpp's converter: {"f16": path, "f32": path}."""
+    from llama_server import convert
+
+    return convert(small_model_path, tmp_path_factory.mktemp("gguf"), "all-minilm-l6-v2")
