@@ -42,11 +42,20 @@ def main() -> None:
               default=Path("results"), show_default=True, help="Folder for bench.json and vectors/.")
 @click.option("--ollama-host", envvar="OLLAMA_HOST", default="http://127.0.0.1:11434", show_default=True,
               help="Ollama server URL (also read from OLLAMA_HOST).")
+@click.option("--openai-url", envvar="OPENAI_BASE_URL", default=None,
+              help="OpenAI-compatible embeddings server for the `openai` backend (llama-server, TEI, vLLM, "
+                   "Infinity), e.g. http://127.0.0.1:8080 (also read from OPENAI_BASE_URL; a trailing /v1 is "
+                   "fine). Its API key, if any, is read from OPENAI_API_KEY and never written to results.")
+@click.option("--openai-model", default=None,
+              help="Model name sent to that server (default: the first one its /v1/models lists).")
 @click.option("--timeout", "timeout_s", type=float, default=120.0, show_default=True,
-              help="Seconds before one Ollama request counts as failed.")
+              help="Seconds before one request to a server (Ollama, OpenAI-compatible) counts as failed.")
 @click.option("--num-ctx", type=int, help="Ollama num_ctx option (context tokens; changing it reloads the model).")
 @click.option("--num-batch", type=int, help="Ollama num_batch option (changing it reloads the model).")
 @click.option("--device", help="Device for native backends (default: cuda when available, else cpu).")
+@click.option("--max-seq-length", type=int, default=None,
+              help="Tokens native backends embed at most (SentenceTransformer.max_seq_length; default: the "
+                   "model's own). Match it to another engine's limit to compare the same inputs.")
 @click.option("--model", help="Native model: hub name or local folder (e.g. one made by `standin-model`); "
                               "overrides the profile's.")
 @click.option("--ollama-model", help="Model tag in Ollama (e.g. bge-m3:567m); overrides the profile's.")
@@ -54,8 +63,8 @@ def main() -> None:
               help="Texts per generated set, e.g. short=100,long=100,documents=10 for a shorter run; "
                    "sets not named keep the profile's size.")
 @click.option("--resume", is_flag=True, help="Continue a partial results/bench.json instead of starting over.")
-def run(profile, backends, texts_file, beir_dir, results_dir, ollama_host, timeout_s, num_ctx, num_batch,
-        device, model, ollama_model, sizes, resume) -> None:
+def run(profile, backends, texts_file, beir_dir, results_dir, ollama_host, openai_url, openai_model, timeout_s,
+        num_ctx, num_batch, device, max_seq_length, model, ollama_model, sizes, resume) -> None:
     """Run the bench and write RESULTS/bench.json (raw samples, summaries, quality)."""
     from bench.config import BenchConfig, ConfigError, override_profile, parse_sizes
     from bench.progress import RichReporter
@@ -75,7 +84,8 @@ def run(profile, backends, texts_file, beir_dir, results_dir, ollama_host, timeo
     config = BenchConfig(profile=override_profile(PROFILES[profile], overrides), backends=chosen,
                          results_dir=results_dir, ollama_host=ollama_host, timeout_s=timeout_s,
                          ollama_options=options, texts_file=texts_file, beir_dir=beir_dir, device=device,
-                         resume=resume, overrides=overrides)
+                         resume=resume, overrides=overrides, max_seq_length=max_seq_length,
+                         openai_url=openai_url, openai_model=openai_model)
     console = make_console(stderr=True)
     ensure_model_or_exit(config.profile.model, console)
     state = run_with_signals(config, console, RichReporter)

@@ -100,6 +100,9 @@ class BenchConfig:
     # Native cold load timed in a fresh child process (BackendSettings.fresh_process_cold_load);
     # tests that do not look at the load figure turn it off to save the child's start.
     fresh_process_cold_load: bool = True
+    max_seq_length: int | None = None  # native backends' SentenceTransformer.max_seq_length; None: the model's
+    openai_url: str | None = None  # the `openai` backend's server
+    openai_model: str | None = None
 
     def with_profile(self, **changes: Any) -> BenchConfig:
         return replace(self, profile=replace(self.profile, **changes))

@@ -702,6 +702,8 @@ def config_payload(config: BenchConfig, model: str) -> dict[str, Any]:
 
     payload = to_jsonable(config)
     payload["ollama_host"] = redact_url_credentials(config.ollama_host)
+    if config.openai_url:
+        payload["openai_url"] = redact_url_credentials(config.openai_url)
     payload["resolved_model"] = model
     # A stand-in with random weights says so here; the verdict reads it (Inconclusive, labelled tables).
     payload["model_weights"] = weights_of(model)
@@ -756,11 +758,14 @@ async def run_bench(config: BenchConfig, reporter: Reporter | None = None) -> Ru
         model=model,
         ollama_model=config.profile.ollama_model,
         ollama_host=config.ollama_host,
+        openai_url=config.openai_url,
+        openai_model=config.openai_model,
         timeout_s=config.timeout_s,
         ollama_options=dict(config.ollama_options),
         device=config.device,
         attention_settings=probe_settings,
         fresh_process_cold_load=config.fresh_process_cold_load,
+        max_seq_length=config.max_seq_length,
     )
     try:
         # Every backend is screened before any is timed, so all are timed on the same texts.

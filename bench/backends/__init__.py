@@ -43,6 +43,12 @@ def _ollama_legacy(settings: BackendSettings) -> EmbeddingBackend:
     return OllamaLegacyBackend(settings)
 
 
+def _openai(settings: BackendSettings) -> EmbeddingBackend:
+    from bench.backends.openai import OpenAIEmbeddingsBackend
+
+    return OpenAIEmbeddingsBackend(settings)
+
+
 BACKENDS: dict[str, BackendFactory] = {
     "ollama": _ollama,
     "ollama-legacy": _ollama_legacy,
@@ -51,6 +57,9 @@ BACKENDS: dict[str, BackendFactory] = {
     "native-bf16": _native("bfloat16"),
     # Opt-in (in no profile): torch.compile(dynamic=True) on the model, its own variant, never chosen silently.
     "native-fp16-compile": _native("float16", compile_model=True),
+    # Any OpenAI-compatible embeddings server the user runs (llama-server, TEI, vLLM, Infinity);
+    # opt-in: in no profile, measured beside the ticket's two sides, never one of them.
+    "openai": _openai,
 }
 
 # Backends absent here run without conditions.

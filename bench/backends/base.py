@@ -50,6 +50,8 @@ class BackendSettings:
     # Native: time the cold load in a fresh child process (CUDA context included), as Ollama's
     # cold load starts a runner process. Off only where a test does not need the figure.
     fresh_process_cold_load: bool = True
+    openai_url: str | None = None  # an OpenAI-compatible embeddings server (llama-server, TEI, vLLM, ...)
+    openai_model: str | None = None  # None: the first model its /v1/models lists
 
 
 @dataclass(frozen=True)
