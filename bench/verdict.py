@@ -22,6 +22,7 @@ from bench.decision import (
     decide,
 )
 from bench.backends.ollama import OLLAMA_EMBEDDING_CHANGES
+from bench.lengths import length_mismatch, same_length_agreement
 from bench.roofline_view import RooflineView, roofline_view
 from bench.standin_model import recorded_weights_label
 from bench.stats import ratio_of_few, ratio_with_spread
@@ -65,14 +66,19 @@ def quality_issues_for(bench: dict[str, Any], control: str, treatment: str) -> t
         if q is None:
             continue
         compared += 1
-        cos, nb = q["cosine"], q["neighbours"]
+        # Texts embedded at different lengths are a truncation finding (truncation_issues), not
+        # an engine disagreement: the cosine bar applies to the texts both embedded alike.
+        figures = same_length_agreement(bench, q)
+        cos, nb, left_out = figures.cosine, figures.neighbours, figures.left_out
         mean, p1, agree = _num(cos.get("mean")), _num(cos.get("p1")), _num(nb.get("mean"))
         if q["nonfinite_control"] or q["nonfinite_treatment"]:
             issues.append(f"non-finite vectors on '{text_set}': {control} {len(q['nonfinite_control'])}, "
                           f"{treatment} {len(q['nonfinite_treatment'])}")
-        if mean is None or mean < COSINE_MEAN_MIN or p1 is None or p1 < COSINE_P1_MIN:
+        judged = cos.get("count") or not left_out  # all texts at other lengths: nothing to judge
+        if judged and (mean is None or mean < COSINE_MEAN_MIN or p1 is None or p1 < COSINE_P1_MIN):
             issues.append(f"cosine {treatment} vs {control} on '{text_set}': mean {format_value(mean)}, "
-                          f"p1 {format_value(p1)} (need mean >= {COSINE_MEAN_MIN}, p1 >= {COSINE_P1_MIN})")
+                          f"p1 {format_value(p1)} (need mean >= {COSINE_MEAN_MIN}, p1 >= {COSINE_P1_MIN})"
+                          + (f", {left_out} texts embedded at different lengths left out" if left_out else ""))
         if nb and (agree is None or agree < NEIGHBOUR_AGREEMENT_MIN):  # {}: set too small to rank
             issues.append(f"top-10 neighbour agreement on '{text_set}': {format_value(agree)} "
                           f"(need >= {NEIGHBOUR_AGREEMENT_MIN})")
@@ -194,14 +200,20 @@ def choose_pair(bench: dict[str, Any]) -> tuple[str | None, str | None]:
 
 
 def truncation_issues(bench: dict[str, Any], control: str | None, treatment: str | None) -> list[str]:
-    """Texts one side cut and the other did not: the two sides embedded different inputs."""
+    """Texts the two sides embedded at different lengths (one cut and the other did not, or both
+    cut at different limits), by each side's own per-text count; where a side reports no
+    per-text counts, texts one side cut and the other did not."""
     cut = {(t["backend"], t["text_set"]): set(t["truncated"]) for t in bench["truncation"]}
     issues = []
     for text_set in text_set_names(bench):
         a, b = cut.get((control, text_set)), cut.get((treatment, text_set))
         if a is None or b is None:
             continue
-        if a != b:
+        mismatch = length_mismatch(bench, control, treatment, text_set)
+        if mismatch is not None:
+            if mismatch.indices:
+                issues.append(mismatch.describe())
+        elif a != b:
             issues.append(f"'{text_set}': {control} cut {len(a)} texts, {treatment} cut {len(b)} "
                           f"({len(a ^ b)} differ)")
     return issues
@@ -324,6 +336,7 @@ class VerdictContext:
     truncation: Table
     text_failures: Table
     known_issues: Table  # field reports (bench/data/field_knowledge.json) that match this run
+    length_notes: tuple[str, ...]  # pairs that embedded some texts at different lengths, in words
     failures: Table
     nonfinite: tuple[str, ...]  # "backend on 'set': k of n vectors contain NaN or inf (...)"
     workload: Table
@@ -444,14 +457,22 @@ def cold_loads(bench: dict[str, Any], names: list[str]) -> list[str]:
     return [n for n in names if ((bench["backends"].get(n) or {}).get("load") or {}).get("cold") is True]
 
 
-def quality_tables(bench: dict[str, Any]) -> dict[str, Table]:
-    quality = []
+def quality_tables(bench: dict[str, Any]) -> dict[str, Any]:
+    quality, length_notes = [], []
     for q in bench["quality"]:
-        cos, sp, nb = q["cosine"], q["spearman"], q["neighbours"]
-        quality.append((q["treatment"], q["control"], q["text_set"], cos.get("count"), _num(cos.get("mean")),
-                        _num(cos.get("min")), _num(cos.get("p1")), _num(sp.get("rho")), sp.get("n_pairs"),
-                        _num(nb.get("mean")), nb.get("k"),
+        figures = same_length_agreement(bench, q)
+        cos, sp, nb, left_out = figures.cosine, figures.spearman, figures.neighbours, figures.left_out
+        quality.append((q["treatment"], q["control"], q["text_set"], cos.get("count"), left_out,
+                        _num(cos.get("mean")), _num(cos.get("min")), _num(cos.get("p1")), _num(sp.get("rho")),
+                        sp.get("n_pairs"), _num(nb.get("mean")), nb.get("k"),
                         len(q["nonfinite_control"]) + len(q["nonfinite_treatment"]), len(q.get("excluded", ()))))
+        if left_out:
+            mismatch = length_mismatch(bench, q["control"], q["treatment"], q["text_set"])
+            cosines = [c for c in (_num(q["per_text_cosine"][i]) for i in mismatch.indices) if c is not None]
+            low = min(cosines, default=None)
+            length_notes.append(f"{q['treatment']} vs {q['control']} on {mismatch.describe()}: their cosine "
+                                f"(down to {format_value(low, AGREEMENT_DIGITS)}) compares different inputs, so they "
+                                "are left out of the cosine columns and reported under truncation")
     retrieval = [(r["backend"], r["dataset"], r["queries"], r["ndcg_at_10"], r["recall_at_10"]) for r in bench["retrieval"]]
     truncation = []
     for t in bench["truncation"]:
@@ -460,10 +481,11 @@ def quality_tables(bench: dict[str, Any]) -> dict[str, Table]:
                            t["limit"], t["limit_source"], len(reported), len(t["truncated"])))
     return {
         "quality": make_table("Vector agreement", (
-            *_plain("backend", "vs", "set", "texts"),
+            *_plain("backend", "vs", "set", "texts", "texts at other lengths"),
             *_figures("cosine mean", "cosine min", "cosine p1", "Spearman rho", digits=AGREEMENT_DIGITS),
             *_plain("pairs"), *_figures("top-k agreement", digits=AGREEMENT_DIGITS),
             *_plain("k", "non-finite", "left out (not embedded)")), quality),
+        "length_notes": tuple(length_notes),
         "retrieval": make_table("BEIR retrieval", (
             *_plain("backend", "dataset", "queries"), *_figures("nDCG@10", "Recall@10", digits=AGREEMENT_DIGITS)),
             retrieval),
