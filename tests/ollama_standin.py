@@ -2,10 +2,12 @@
 served on 127.0.0.1 the way Ollama's server answers.
 
 NOTHING THIS SERVER REPORTS IS AN OLLAMA FIGURE. Durations, sizes, digests and the
-version string describe this stand-in (a Python thread running all-MiniLM-L6-v2 on
-CPU), never Ollama or bge-m3. It exists so the Ollama client code, the bench backends
-and the probe check can be exercised through the real `ollama` Python client without
-an Ollama server.
+version string describe this stand-in and its engine (all-MiniLM-L6-v2 in a Python
+thread, or a llama.cpp llama-server built here, on CPU), never Ollama or bge-m3. It
+exists so the Ollama client code, the bench backends and the probe check can be
+exercised through the real `ollama` Python client without an Ollama server. With the
+llama-server engine, vectors, token counts and length refusals are llama.cpp's own and
+the stand-in adds only Ollama's layer.
 
 Behaviour follows ollama/ollama's source (server/routes.go and server/sched.go as
 stored in the search index) and docs/api.md:
@@ -17,15 +19,17 @@ stored in the search index) and docs/api.md:
   `dimensions` and normalised again. Items go through one runner slot (sched.go:
   "Embedding models should always be loaded with parallel=1"), so a list is processed
   one item after another. Too long for min(num_ctx, model context): with `truncate`
-  (default true) the tokens are cut to fit (special tokens included), otherwise
+  (default true) the tokens are cut to fit (special tokens included; with llama-server,
+  Ollama's embedWithRetry: tokenize, cut, detokenize, embed again), otherwise
   400 "the input length exceeds the context length". `prompt_eval_count` is the sum
   of the tokens each item was embedded with (after truncation); `total_duration` and
   `load_duration` are nanoseconds since the request started (`load_duration` =
   until the runner was ready: long when this request loaded the model, tiny but not
   zero when it was already loaded).
 * POST /api/embeddings (EmbeddingsHandler, deprecated): {"embedding": [...]} as the
-  runner produced it, NOT normalised (ollama/ollama#8094: "/api/embed returns
-  normalized embeddings. /api/embeddings returns un-normalized embeddings"); no token
+  runner produced it: raw from the in-process engine (ollama/ollama#8094: "/api/embeddings
+  returns un-normalized embeddings"); from llama-server raw only where Ollama asks it to
+  be (legacyEmbeddingsWereRaw: not for WordPiece BERT models such as all-MiniLM); no token
   count, no durations; empty prompt only loads; too long: 500 with the runner's text.
 * Unknown model on embed/embeddings: 404 `model "X" not found, try pulling it first`
   (handleScheduleError, %q quoting); on show/generate: 404 `model 'X' not found`.

@@ -4,6 +4,8 @@ prompt_eval_count, one item at a time, keep_alive, error texts).
 
 * SentenceTransformerEngine: a small SentenceTransformer in this process; an over-long input
   is cut to the context, special tokens kept, or refused with Ollama's error text.
+* LlamaServerEngine: a real llama.cpp llama-server, the runner Ollama >= 0.30 starts for every
+  GGML model; vectors, token counts and refusals are llama.cpp's own.
 
 Engines are not thread-safe: the stand-in calls them through its single runner slot.
 Nothing an engine reports is an Ollama figure.
@@ -13,9 +15,17 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import numpy as np
 
 INPUT_TOO_LONG = "the input length exceeds the context length"
+CANNOT_TRUNCATE = "input exceeds maximum context length and cannot be truncated further"
+TRUNCATED_TOO_LONG = "input after truncation exceeds maximum context length"
+# llama.cpp's llama_vocab_type: WPM is BERT's WordPiece (all-MiniLM); UGM is XLM-R's Unigram (bge-m3).
+VOCAB_WPM = 3
+# llm/llama_server.go isEmbeddingInputLimitError: llama-server refusals Ollama turns into INPUT_TOO_LONG.
+_INPUT_LIMIT_MARKERS = ("too large", "context size", "context length", "physical batch size",
+                        "exceeds the available context")
 
 
 class RunnerError(Exception):
@@ -81,3 +91,90 @@ class SentenceTransformerEngine:
                     break
                 features = module(features)
         return features["sentence_embedding"][0].float().numpy()
+
+
+def ollama_launch_args(num_ctx: int, num_batch: int = 512, num_parallel: int = 1) -> list[str]:
+    """The llama-server flags Ollama starts an embedding model with (llm/llama_server.go:
+    `-c num_ctx*np -np np --embedding -b B -ub B`, B = min(num_batch, num_ctx*np))."""
+    batch = min(num_batch, num_ctx * num_parallel)
+    return ["-c", str(num_ctx * num_parallel), "-np", str(num_parallel), "-b", str(batch), "-ub", str(batch)]
+
+
+class LlamaServerEngine:
+    """A running llama-server (`--embedding`), started with ollama_launch_args for the stand-in's
+    num_ctx: the runner's options are fixed when it starts, as in Ollama, where new options
+    restart it. Follows ollama/ollama's llm/llama_server.go and server/routes.go:
+
+    * each item is one POST /v1/embeddings {"input": text}; `usage.prompt_tokens` is its count.
+      Models whose legacy vectors were raw (legacyEmbeddingsWereRaw: for BERT, a tokenizer other
+      than WordPiece, e.g. bge-m3's) add "embd_normalize": -1; WordPiece models get llama-server's
+      L2-normalised vector, so /api/embeddings is normalised for all-MiniLM;
+    * a refusal for length becomes 400 INPUT_TOO_LONG (normalizeEmbeddingError); /api/embed then
+      retries it cut (embedWithRetry): /tokenize without special tokens, keep min(num_ctx, model
+      context) tokens less one each for the BOS and EOS the runner will add, /detokenize, embed.
+    """
+
+    format = "gguf"
+
+    def __init__(self, url: str, timeout_s: float = 120.0) -> None:
+        self.http = httpx.Client(base_url=url, timeout=timeout_s)
+        entry = self.http.get("/v1/models").json()["data"][0]
+        meta = entry["meta"]
+        self.size_bytes = int(meta["size"])
+        self.parameter_size = f"{meta['n_params'] / 1e6:.1f}M"
+        self.context_length = int(meta["n_ctx_train"])
+        self.embedding_length = int(meta["n_embd"])
+        self.quantization_level = str(meta.get("ftype", "")).removeprefix("all ") or "unknown"
+        self.raw_vectors = meta.get("vocab_type") != VOCAB_WPM
+        special = self._tokenize("", add_special=True)
+        self.bos, self.eos = (special[0], special[-1]) if special else (None, None)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def embed(self, text: str, ctx_len: int, truncate: bool) -> tuple[np.ndarray, int]:
+        try:
+            return self._embedding(text)
+        except RunnerError as err:
+            if err.status != 400 or not truncate:
+                raise
+        tokens = self._tokenize(text, add_special=False)
+        limit = ctx_len
+        if tokens and tokens[0] != self.bos:
+            limit -= 1
+        if tokens and tokens[-1] != self.eos:
+            limit -= 1
+        if len(tokens) <= limit:
+            raise RunnerError(400, CANNOT_TRUNCATE)
+        if limit <= 0:
+            raise RunnerError(400, TRUNCATED_TOO_LONG)
+        cut = self.http.post("/detokenize", json={"tokens": tokens[:limit]}).json()["content"]
+        return self._embedding(cut)
+
+    def embed_legacy(self, prompt: str, ctx_len: int) -> np.ndarray:
+        """EmbeddingsHandler: the runner's vector as it came; any runner error is a 500."""
+        try:
+            return self._embedding(prompt)[0]
+        except RunnerError as err:
+            raise RunnerError(500, err.message) from None
+
+    def _embedding(self, text: str) -> tuple[np.ndarray, int]:
+        body: dict[str, Any] = {"input": text}
+        if self.raw_vectors:
+            body["embd_normalize"] = -1
+        response = self.http.post("/v1/embeddings", json=body)
+        if response.status_code >= 400:
+            raw = response.text.strip()
+            try:
+                message = response.json()["error"]["message"]
+            except (ValueError, KeyError, TypeError):
+                message = raw
+            if any(marker in f"{message} {raw}".lower() for marker in _INPUT_LIMIT_MARKERS):
+                raise RunnerError(400, INPUT_TOO_LONG)
+            raise RunnerError(response.status_code, message)
+        answer = response.json()
+        vector = np.asarray(answer["data"][0]["embedding"], dtype=np.float32)
+        return vector, int(answer["usage"]["prompt_tokens"])
+
+    def _tokenize(self, text: str, add_special: bool) -> list[int]:
+        return list(self.http.post("/tokenize", json={"content": text, "add_special": add_special}).json()["tokens"])
