@@ -315,6 +315,8 @@ class VerdictContext:
     quality_rule: str
     speed: Table
     borderline: bool
+    other_servers: Table  # servers beside the ticket's two sides (bench/other_servers.py), never decisive
+    other_server_lines: tuple[str, ...]
     created_at: str
     bench_status: str
     profile: str
@@ -732,6 +734,8 @@ def status_line(decision: Decision) -> str:
 
 def build_context(probe: dict[str, Any] | None, bench: dict[str, Any],
                   plots: tuple[tuple[str, str], ...] = ()) -> tuple[VerdictContext, Decision]:
+    from bench.other_servers import other_servers
+
     inputs, control, treatment = decision_inputs(probe, bench)
     decision = decide(inputs)
     items = measured_items(probe, bench)
@@ -741,6 +745,7 @@ def build_context(probe: dict[str, Any] | None, bench: dict[str, Any],
     speed_rows += [(c.text_set, c.metric, _times(c.ratio), _ci(c), "beside the decision", c.detail)
                    for c in inputs.latency]
     native_desc = ((bench["backends"].get(treatment) or {}).get("description") or {}) if treatment else {}
+    others = other_servers(bench, control, treatment)
     failures = [(f["backend"], f["text_set"] or "", f["scenario"], f["error"]) for f in bench["failures"]]
     ctx = VerdictContext(
         outcome=decision.outcome.value,
@@ -754,6 +759,8 @@ def build_context(probe: dict[str, Any] | None, bench: dict[str, Any],
         speed=make_table("Native vs Ollama speed ratio (> 1: native faster)",
                          _plain("set", "metric", "ratio", "95% CI (bootstrap)", "reading", "figures"), speed_rows),
         borderline=decision.borderline,
+        other_servers=others.table,
+        other_server_lines=others.lines,
         created_at=bench.get("updated_at", ""),
         bench_status=bench["status"],
         profile=bench["config"]["profile"]["name"],

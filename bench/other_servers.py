@@ -1,0 +1,88 @@
+"""Servers measured beside the ticket's two sides: any backend whose kind is neither "ollama"
+nor "native" (the `openai` backend on llama.cpp, TEI, vLLM, Infinity). The verdict shows
+their speed against Ollama and native and their agreement with native; the decision stays
+the ticket's (Ollama vs native) and never reads them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from bench.analysis import set_figures, text_set_names
+from bench.lengths import same_length_agreement
+from bench.verdict import backend_kind, quality_record, speed_comparisons
+from probe.view import Table, format_value
+
+TICKET_KINDS = ("ollama", "native")
+
+
+@dataclass(frozen=True)
+class OtherServers:
+    table: Table  # per server and text set
+    lines: tuple[str, ...]  # one plain sentence per server, for the summary
+
+
+def other_server_names(bench: dict[str, Any]) -> list[str]:
+    """Backends of another kind that loaded and have at least one successful sample."""
+    names = []
+    for name, record in bench["backends"].items():
+        if record.get("error") and not record["error"].startswith("incomplete"):
+            continue
+        if backend_kind(bench, name) in TICKET_KINDS:
+            continue
+        if any(s["ok"] for m in bench["measurements"] if m["backend"] == name for s in m["samples"]):
+            names.append(name)
+    return names
+
+
+def _throughput_ratio(bench: dict[str, Any], server: str, other: str | None, text_set: str) -> str:
+    """`other` ÷ server on best throughput, with the bootstrap interval; "not measured" when either lacks it."""
+    if other is None:
+        return "not measured"
+    throughput, _ = speed_comparisons(bench, server, other)
+    found = next((s for s in throughput if s.text_set == text_set), None)
+    if found is None:
+        return "not measured"
+    spread = "" if found.ci95_low is None else f" ({found.ci95_low:.2f}–{found.ci95_high:.2f})"
+    return f"{found.ratio:.2f}×{spread}"
+
+
+def _agreement(bench: dict[str, Any], server: str, native: str | None, text_set: str) -> tuple[Any, ...]:
+    q = quality_record(bench, server, native, text_set) if native else None
+    if q is None:
+        return (None, None, None, None)
+    figures = same_length_agreement(bench, q)
+    cos = figures.cosine
+    return (cos.get("mean"), cos.get("min"), cos.get("count"), figures.left_out)
+
+
+def other_servers(bench: dict[str, Any], control: str | None, treatment: str | None) -> OtherServers:
+    """Speed of each other server against Ollama (`control`) and native (`treatment`), and its
+    vector agreement with native over the texts both embedded at the same length."""
+    rows, lines = [], []
+    for server in other_server_names(bench):
+        description = (bench["backends"][server].get("description") or {})
+        identity = description.get("server_version") or description.get("endpoint") or "unknown server"
+        ratios, agreement = [], []
+        for text_set in text_set_names(bench):
+            best = set_figures(bench, server, text_set).best_throughput
+            native_ratio = _throughput_ratio(bench, server, treatment, text_set)
+            ollama_ratio = _throughput_ratio(bench, server, control, text_set)
+            mean, low, count, left_out = _agreement(bench, server, treatment, text_set)
+            rows.append((server, text_set, best.texts_per_s if best else None, best.label if best else None,
+                         native_ratio, ollama_ratio, mean, low, count, left_out))
+            ratios.append(f"{text_set} {native_ratio}")
+            if count:
+                agreement.append(f"{text_set} min {format_value(low)} (n={count}"
+                                 + (f", {left_out} at other lengths left out)" if left_out else ")"))
+        native_part = f"native ({treatment}) ÷ it: " + ", ".join(ratios) if treatment else "native not measured"
+        cosine_part = (f"cosine vs {treatment}: " + "; ".join(agreement)) if agreement else \
+            "no vectors to compare with native"
+        lines.append(f"{server} ({identity}), best throughput {native_part}; {cosine_part}")
+    table = Table(
+        "Other servers, not part of the decision (ratios > 1: that side is faster than the server)",
+        ("backend", "set", "texts/s (best)", "setting", "native ÷ it (95% CI)", "Ollama ÷ it (95% CI)",
+         "cosine vs native: mean", "min", "texts", "texts at other lengths"),
+        tuple(tuple(v if isinstance(v, str) else format_value(v) for v in row) for row in rows))
+    return OtherServers(table, tuple(lines))
