@@ -46,7 +46,15 @@ APP_SERVICES = ("probe", "bench")
 OLLAMA_URL = "http://ollama:11434"
 # Compose variables cleared for the resolve, so defaults are what gets checked and a
 # token in the caller's environment never shows up in test output.
-COMPOSE_VARIABLES = ("APP_UID", "APP_GID", "BASE_IMAGE", "OLLAMA_TAG", "PROFILE", "HF_TOKEN", "RESULTS_DIR")
+COMPOSE_VARIABLES = ("APP_UID", "APP_GID", "BASE_IMAGE", "OLLAMA_TAG", "PROFILE", "HF_TOKEN", "RESULTS_DIR",
+                     "LLAMA_CPP_TAG", "GGUF_DIR", "GGUF_FILE", "LLAMA_CTX", "TEI_TAG", "TEI_MODEL")
+# Optional servers, each behind its own profile, only from an image whose publisher lists
+# linux/arm64 with CUDA for GB10: ggml-org's server-cuda13 (llama.cpp docs/docker.md; CUDA 13,
+# whose default architectures include 121a) and Hugging Face's TEI 121-* (TEI README).
+OPTIONAL_SERVERS: dict[str, tuple[str, str]] = {  # service -> (profile, image prefix)
+    "llama-server": ("llama-cpp", "ghcr.io/ggml-org/llama.cpp:server-cuda13-"),
+    "tei": ("tei", "ghcr.io/huggingface/text-embeddings-inference:121-"),
+}
 
 
 # ---------------------------------------------------------------------------- tools
@@ -90,11 +98,13 @@ def hadolint() -> Path:
     return path
 
 
-def run_compose_config(binary: Path, compose_file: Path, **variables: str) -> subprocess.CompletedProcess[str]:
+def run_compose_config(binary: Path, compose_file: Path, profiles: tuple[str, ...] = (),
+                       **variables: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items()
            if k not in COMPOSE_VARIABLES and not k.startswith("COMPOSE_")} | variables
+    selected = [arg for profile in profiles for arg in ("--profile", profile)]
     return subprocess.run(
-        [str(binary), "-f", str(compose_file), "--project-directory", str(REPO),
+        [str(binary), "-f", str(compose_file), "--project-directory", str(REPO), *selected,
          "config", "--format", "json"],
         capture_output=True, text=True, env=env, timeout=60, check=False)
 
@@ -113,6 +123,14 @@ def run_hadolint(binary: Path, dockerfile: Path) -> tuple[int, list[dict[str, An
 def resolved_compose(compose_binary) -> dict[str, Any]:
     proc = run_compose_config(compose_binary, COMPOSE)
     assert proc.returncode == 0, f"`docker compose config` rejected compose.yaml:\n{proc.stderr}"
+    return json.loads(proc.stdout)
+
+
+@pytest.fixture(scope="session")
+def resolved_compose_all_profiles(compose_binary) -> dict[str, Any]:
+    profiles = tuple(profile for profile, _ in OPTIONAL_SERVERS.values())
+    proc = run_compose_config(compose_binary, COMPOSE, profiles)
+    assert proc.returncode == 0, f"`docker compose config` with profiles {profiles} rejected it:\n{proc.stderr}"
     return json.loads(proc.stdout)
 
 
@@ -252,6 +270,44 @@ def compose_problems(config: dict[str, Any]) -> list[str]:
     probe_dep = dependency(services["probe"], "ollama")
     if probe_dep and (probe_dep.get("condition") != "service_started" or probe_dep.get("required", True)):
         problems.append("probe blocks on ollama: use condition service_started, required false")
+    return problems
+
+
+def optional_server_problems(config: dict[str, Any]) -> list[str]:
+    """Each optional server: the publisher's arm64+CUDA image at a pinned tag, its own profile
+    only, a GPU, loopback ports, a healthcheck; llama-server also in embeddings mode with its
+    GGUF folder mounted read-only (never created), TEI with a model id."""
+    services = config.get("services", {})
+    problems = []
+    for name, (profile, prefix) in OPTIONAL_SERVERS.items():
+        service = services.get(name)
+        if service is None:
+            problems.append(f"{name} service missing")
+            continue
+        image = str(service.get("image", ""))
+        if not image.startswith(prefix) or image.endswith("latest"):
+            problems.append(f"{name} image {image!r} is not a pinned {prefix}<version> tag")
+        if service.get("profiles") != [profile]:
+            problems.append(f"{name} is not behind the compose profile {profile!r} only")
+        if not gpu_reserved(service):
+            problems.append(f"{name} has no NVIDIA GPU reservation (driver nvidia, count all, [gpu])")
+        problems += [f"{name} port {p.get('published')}->{p.get('target')} bound to "
+                     f"{p.get('host_ip') or 'all interfaces'}, not 127.0.0.1"
+                     for p in service.get("ports", []) if p.get("host_ip") != "127.0.0.1"]
+        health = service.get("healthcheck") or {}
+        if health.get("disable") or not health.get("test"):
+            problems.append(f"{name} has no healthcheck")
+        command = service.get("command") or []
+        if name == "tei" and "--model-id" not in command:
+            problems.append("tei is not given --model-id")
+        if name == "llama-server":
+            if "--embedding" not in command:
+                problems.append("llama-server is not started with --embedding")
+            models = {m.get("target"): m for m in service.get("volumes", [])}.get("/models")
+            if not models or models.get("type") != "bind" or not models.get("read_only"):
+                problems.append("llama-server: /models is not a read-only bind mount")
+            elif (models.get("bind") or {}).get("create_host_path"):
+                problems.append("llama-server: Docker would create a missing GGUF folder root-owned")
     return problems
 
 
@@ -447,3 +503,56 @@ def test_dockerignore_keeps_secrets_and_local_state_out():
     patterns = {line.strip() for line in DOCKERIGNORE.read_text(encoding="utf-8").splitlines()
                 if line.strip() and not line.startswith("#")}
     assert {".env", ".git", ".venv", "results"} <= patterns
+
+
+def test_optional_servers_only_behind_their_profiles(resolved_compose, resolved_compose_all_profiles):
+    assert not set(OPTIONAL_SERVERS) & set(resolved_compose["services"])  # `docker compose up` starts none
+    assert optional_server_problems(resolved_compose_all_profiles) == []
+    assert compose_problems(resolved_compose_all_profiles) == []  # the ticket's services are unchanged
+
+
+def _llama_latest(c):
+    c["services"]["llama-server"]["image"] = "ghcr.io/ggml-org/llama.cpp:latest"
+
+
+def _llama_cuda12(c):
+    # CUDA 12.8 build: arch-specific 120a code only, which does not run on GB10's sm_121.
+    c["services"]["llama-server"]["image"] = "ghcr.io/ggml-org/llama.cpp:server-cuda-b9445"
+
+
+def _tei_amd64_only(c):
+    c["services"]["tei"]["image"] = "ghcr.io/huggingface/text-embeddings-inference:120-1.9"  # x86_64 only
+
+
+def _llama_no_profile(c):
+    c["services"]["llama-server"].pop("profiles")
+
+
+def _tei_public_port(c):
+    c["services"]["tei"]["ports"][0]["host_ip"] = ""
+
+
+def _llama_no_embedding(c):
+    c["services"]["llama-server"]["command"].remove("--embedding")
+
+
+def _llama_writable_models(c):
+    c["services"]["llama-server"]["volumes"][0]["read_only"] = False
+
+
+def _tei_no_gpu(c):
+    c["services"]["tei"].pop("deploy")
+
+
+def _tei_no_healthcheck(c):
+    c["services"]["tei"].pop("healthcheck")
+
+
+@pytest.mark.parametrize("breakage", [
+    _llama_latest, _llama_cuda12, _tei_amd64_only, _llama_no_profile, _tei_public_port, _llama_no_embedding,
+    _llama_writable_models, _tei_no_gpu, _tei_no_healthcheck,
+])
+def test_optional_server_rules_catch_breakage(resolved_compose_all_profiles, breakage):
+    broken = copy.deepcopy(resolved_compose_all_profiles)
+    breakage(broken)
+    assert optional_server_problems(broken), f"{breakage.__name__} went unnoticed"
