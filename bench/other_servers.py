@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.analysis import set_figures, text_set_names
-from bench.lengths import same_length_agreement
+from bench.lengths import length_mismatch, same_length_agreement
 from bench.verdict import backend_kind, quality_record, speed_comparisons
 from probe.view import Table, format_value
 
@@ -49,37 +49,47 @@ def _throughput_ratio(bench: dict[str, Any], server: str, other: str | None, tex
 
 
 def _agreement(bench: dict[str, Any], server: str, native: str | None, text_set: str) -> tuple[Any, ...]:
+    """(cosine mean, min, texts compared) against native over the texts both embedded at the same length."""
     q = quality_record(bench, server, native, text_set) if native else None
     if q is None:
-        return (None, None, None, None)
-    figures = same_length_agreement(bench, q)
-    cos = figures.cosine
-    return (cos.get("mean"), cos.get("min"), cos.get("count"), figures.left_out)
+        return (None, None, None)
+    cos = same_length_agreement(bench, q).cosine
+    return (cos.get("mean"), cos.get("min"), cos.get("count"))
+
+
+def _cosine(value: float | None) -> str:
+    """Six decimals: agreement between engines lives in the fifth and sixth."""
+    return "not available" if value is None else f"{value:.6f}"
 
 
 def other_servers(bench: dict[str, Any], control: str | None, treatment: str | None) -> OtherServers:
-    """Speed of each other server against Ollama (`control`) and native (`treatment`), and its
-    vector agreement with native over the texts both embedded at the same length."""
+    """Speed of each other server against Ollama (`control`) and native (`treatment`), its vector
+    agreement with native over the texts both embedded at the same length, and the texts the two
+    embedded at different lengths (from their token counts, even where no vectors could be compared)."""
     rows, lines = [], []
     for server in other_server_names(bench):
         description = (bench["backends"][server].get("description") or {})
         identity = description.get("server_version") or description.get("endpoint") or "unknown server"
-        ratios, agreement = [], []
+        ratios, agreement, lengths = [], [], []
         for text_set in text_set_names(bench):
             best = set_figures(bench, server, text_set).best_throughput
             native_ratio = _throughput_ratio(bench, server, treatment, text_set)
             ollama_ratio = _throughput_ratio(bench, server, control, text_set)
-            mean, low, count, left_out = _agreement(bench, server, treatment, text_set)
+            mean, low, count = _agreement(bench, server, treatment, text_set)
+            mismatch = length_mismatch(bench, treatment, server, text_set) if treatment else None
+            differ = f"{len(mismatch.indices)} of {mismatch.compared}" if mismatch else None
             rows.append((server, text_set, best.texts_per_s if best else None, best.label if best else None,
-                         native_ratio, ollama_ratio, mean, low, count, left_out))
+                         native_ratio, ollama_ratio, _cosine(mean), _cosine(low), count, differ))
             ratios.append(f"{text_set} {native_ratio}")
             if count:
-                agreement.append(f"{text_set} min {format_value(low)} (n={count}"
-                                 + (f", {left_out} at other lengths left out)" if left_out else ")"))
+                agreement.append(f"{text_set} mean {_cosine(mean)}, min {_cosine(low)} (n={count})")
+            if mismatch and mismatch.indices:
+                lengths.append(mismatch.describe())
         native_part = f"native ({treatment}) ÷ it: " + ", ".join(ratios) if treatment else "native not measured"
         cosine_part = (f"cosine vs {treatment}: " + "; ".join(agreement)) if agreement else \
             "no vectors to compare with native"
-        lines.append(f"{server} ({identity}), best throughput {native_part}; {cosine_part}")
+        length_part = "; texts embedded at different lengths: " + "; ".join(lengths) if lengths else ""
+        lines.append(f"{server} ({identity}), best throughput {native_part}; {cosine_part}{length_part}")
     table = Table(
         "Other servers, not part of the decision (ratios > 1: that side is faster than the server)",
         ("backend", "set", "texts/s (best)", "setting", "native ÷ it (95% CI)", "Ollama ÷ it (95% CI)",
