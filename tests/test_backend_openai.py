@@ -50,8 +50,14 @@ def embed(backend, texts):
 @pytest.mark.parametrize("status, body, expected, words", [
     (500, llama_error(500, TOO_LARGE, "server_error"), BackendError, "too large to process"),
     (400, llama_error(400, OVER_CONTEXT, "exceed_context_size_error"), BackendError, "max context size"),
-    (413, httpx.Response(413, json={"error": "Input validation error: inputs must have less than 512 tokens"}),
-     BackendError, "less than 512 tokens"),  # TEI's shape: "error" is a string
+    # TEI's /v1/embeddings error shape (OpenAICompatErrorResponse in its openapi.json)
+    (413, httpx.Response(413, json={"message": "Input validation error: `inputs` must have less than 512 tokens. "
+                                               "Given: 600", "code": 413, "error_type": "Validation"}),
+     BackendError, "less than 512 tokens"),
+    # vLLM's shape: message at the top level of an "error" object
+    (400, httpx.Response(400, json={"object": "error", "message": "This model's maximum context length is 8192 "
+                                    "tokens. However, you requested 9000 tokens", "type": "BadRequestError",
+                                    "code": 400}), BackendError, "maximum context length"),
     (401, llama_error(401, "Invalid API Key", "authentication_error"), BackendUnavailable, API_KEY_ENV),
     (501, llama_error(501, "This server does not support embeddings. Start it with `--embeddings`",
                       "not_supported_error"), BackendUnavailable, "--embedding"),

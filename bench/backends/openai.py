@@ -75,7 +75,8 @@ def redacted(url: str) -> str:
 
 
 def error_message(body: Any, text: str) -> str:
-    """The server's own error text: OpenAI's {"error": {"message"}}, TEI's {"error": "..."}, or the body."""
+    """The server's own error text: OpenAI's and llama-server's {"error": {"message"}}, TEI's
+    {"message", "code", "error_type"}, a plain {"error": "..."}, or else the body."""
     if isinstance(body, dict):
         error = body.get("error")
         if isinstance(error, dict) and error.get("message"):
