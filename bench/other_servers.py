@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from bench.analysis import set_figures, text_set_names
+from bench.analysis import excluded_for, set_figures, text_set_names
 from bench.lengths import length_mismatch, same_length_agreement
 from bench.verdict import backend_kind, quality_record, speed_comparisons
 from probe.view import Table, format_value
@@ -57,6 +57,15 @@ def _agreement(bench: dict[str, Any], server: str, native: str | None, text_set:
     return (cos.get("mean"), cos.get("min"), cos.get("count"))
 
 
+def _texts_measured(bench: dict[str, Any], native: str | None, server: str, text_set: str) -> str:
+    """How many of the set's texts each side was timed on: a server that refuses some texts
+    (llama-server over its batch) is measured on fewer, so its throughput covers other texts."""
+    size = len(next(s for s in bench["workload"]["sets"] if s["name"] == text_set)["token_counts"])
+    screening = bench.get("screening", [])
+    measured = [size - len(excluded_for(screening, name, text_set)) if name else None for name in (native, server)]
+    return " / ".join("not measured" if n is None else str(n) for n in measured) + f" of {size}"
+
+
 def _cosine(value: float | None) -> str:
     """Six decimals: agreement between engines lives in the fifth and sixth."""
     return "not available" if value is None else f"{value:.6f}"
@@ -78,7 +87,8 @@ def other_servers(bench: dict[str, Any], control: str | None, treatment: str | N
             mean, low, count = _agreement(bench, server, treatment, text_set)
             mismatch = length_mismatch(bench, treatment, server, text_set) if treatment else None
             differ = f"{len(mismatch.indices)} of {mismatch.compared}" if mismatch else None
-            rows.append((server, text_set, best.texts_per_s if best else None, best.label if best else None,
+            rows.append((server, text_set, _texts_measured(bench, treatment, server, text_set),
+                         best.texts_per_s if best else None, best.label if best else None,
                          native_ratio, ollama_ratio, _cosine(mean), _cosine(low), count, differ))
             ratios.append(f"{text_set} {native_ratio}")
             if count:
@@ -92,7 +102,7 @@ def other_servers(bench: dict[str, Any], control: str | None, treatment: str | N
         lines.append(f"{server} ({identity}), best throughput {native_part}; {cosine_part}{length_part}")
     table = Table(
         "Other servers, not part of the decision (ratios > 1: that side is faster than the server)",
-        ("backend", "set", "texts/s (best)", "setting", "native ÷ it (95% CI)", "Ollama ÷ it (95% CI)",
-         "cosine vs native: mean", "min", "texts", "texts at other lengths"),
+        ("backend", "set", "texts measured (native / it)", "texts/s (best)", "setting", "native ÷ it (95% CI)",
+         "Ollama ÷ it (95% CI)", "cosine vs native: mean", "min", "texts", "texts at other lengths"),
         tuple(tuple(v if isinstance(v, str) else format_value(v) for v in row) for row in rows))
     return OtherServers(table, tuple(lines))

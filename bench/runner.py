@@ -395,16 +395,17 @@ async def measure_backend(backend: EmbeddingBackend, config: BenchConfig, text_s
         if beir is not None and not any(r.backend == backend.name for r in state.retrieval):
             await retrieval_for(backend, beir, str(config.beir_dir), state, reporter)  # same load
             save(state, results_dir)
-        # Described again at the end: facts measured during the run (the openai backend's vector
-        # norms) cover every call, not only the load.
         state.backends[backend.name] = dataclasses.replace(
-            state.backends[backend.name], description=backend.describe(),
-            memory=tuple(to_jsonable(m) for m in await backend.memory())
+            state.backends[backend.name], memory=tuple(to_jsonable(m) for m in await backend.memory())
         )
     except BackendError as err:  # broke beyond a single call (e.g. the server is gone): record, go on
         state.failures.append(Failure(backend.name, None, "run", f"stopped mid-run: {err}"))
         reporter.note(f"[red]{backend.name}[/]: stopped mid-run: {err}")
     finally:
+        # Described again after the run, however it ended: facts gathered during it (the openai
+        # backend's vector norms) then cover every call, not only the load.
+        state.backends[backend.name] = dataclasses.replace(state.backends[backend.name],
+                                                           description=backend.describe())
         try:
             await backend.unload()
         except BackendError as err:

@@ -14,6 +14,7 @@ import pytest
 from bench.backends.base import BackendError, BackendSettings, BackendUnavailable
 from bench.backends.openai import OpenAIEmbeddingsBackend
 from bench.config import PROFILES, BenchConfig
+from bench.results import BENCH_SCHEMA_VERSION
 from bench.runner import run_bench
 from llama_server import LlamaServer
 from probe.output import read_results_json
@@ -110,23 +111,26 @@ def test_the_server_is_stopped_whatever_happens(llama_cpp, minilm_gguf):
 
 def test_bench_end_to_end_against_llama_server(tmp_path, llama_cpp, minilm_gguf, small_model_path):
     """`bench run` with native-fp32 and openai: cosines, truncation per text and speed ratios in
-    bench.json; the verdict's other-servers line; documents (~2000 tokens) refused per text."""
+    bench.json; llama-server's refusals of texts over its 512-token batch recorded per text; the
+    verdict's other-servers line."""
     from click.testing import CliRunner
 
     from bench.cli import main as bench_cli
 
-    profile = replace(PROFILES["smoke"], model=small_model_path, set_sizes={"short": 6, "long": 3, "documents": 2},
+    profile = replace(PROFILES["smoke"], model=small_model_path, set_sizes={"short": 6, "long": 4, "documents": 2},
                       warmup_calls=1, single_latency_calls=4, batch_latency_repeats=2, batch_sizes=(1, 4),
-                      concurrency_levels=(1, 2), concurrency_requests=4, quality_pairs=10, token_budgets=())
+                      concurrency_levels=(1, 2), concurrency_requests=4, quality_pairs=10, token_budgets=(),
+                      best_setting_passes=2)
     with LlamaServer(llama_cpp, minilm_gguf["f16"], ["-c", "512"]) as server:
         config = BenchConfig(profile=profile, backends=("native-fp32", "openai"), results_dir=tmp_path,
                              ollama_host="http://127.0.0.1:9", timeout_s=60.0, device="cpu",
                              openai_url=server.url)
         state = run(run_bench(config))
     assert state.status == "complete"
-    data = read_results_json(tmp_path / "bench.json", "bench", 1)
+    data = read_results_json(tmp_path / "bench.json", "bench", BENCH_SCHEMA_VERSION)
     described = data["backends"]["openai"]["description"]
     assert described["kind"] == "openai" and described["server_version"].startswith("llama.cpp")
+    assert described["vector_norms"]["count"] > 6  # every call's vectors, not only the load's
     assert data["config"]["openai_url"] == server.url
 
     # Short texts: both engines embed them whole; the cross-engine cosine is real and high.
@@ -137,14 +141,19 @@ def test_bench_end_to_end_against_llama_server(tmp_path, llama_cpp, minilm_gguf,
     records = {(t["backend"], t["text_set"]): t for t in data["truncation"]}
     llama_short = records[("openai", "short")]
     assert llama_short["reported_tokens"] == llama_short["expected_tokens"]
-    assert records[("native-fp32", "documents")]["truncated"] == [0, 1]  # native cuts at 256
-    # Documents are past llama-server's 512-token batch: refused, recorded per call, not a crash.
-    refused = [s for m in data["measurements"] if m["backend"] == "openai" and m["text_set"] == "documents"
-               for s in m["samples"] if not s["ok"]]
-    assert refused and all("too large to process" in s["error"] for s in refused)
-    assert any(f["backend"] == "openai" and "too large to process" in f["error"] for f in data["failures"])
-    assert any(m["backend"] == "openai" and m["text_set"] == "short" and m["scenario"] == "throughput"
-               for m in data["measurements"])
+    assert records[("native-fp32", "long")]["limit"] == 256
+    # llama-server refuses exactly the texts over its 512-token batch, each with HTTP 500, per text.
+    sets = {s["name"]: s["token_counts"] for s in data["workload"]["sets"]}
+    refused = {(r["text_set"], f["index"]): f for r in data["screening"] if r["backend"] == "openai"
+               for f in r["failures"]}
+    for (text_set, index), failure in refused.items():
+        assert sets[text_set][index] > 512
+        assert failure["http_status"] == 500 and "too large to process" in failure["error"]
+    assert {(name, i) for name in ("short", "long") for i, n in enumerate(sets[name]) if n > 512} \
+        == {key for key in refused if key[0] != "documents"}
+    # Every document is over 512 tokens: nothing left to measure there, said in one line.
+    assert any(f["backend"] == "openai" and "documents" in f["error"] and "too large to process" in f["error"]
+               for f in data["failures"])
 
     outcome = CliRunner().invoke(bench_cli, ["verdict", "--results", str(tmp_path), "--no-plots"])
     assert outcome.exit_code == 0, outcome.output
@@ -233,7 +242,7 @@ def test_bench_ollama_vs_native_on_two_real_engines(tmp_path, llama_cpp, minilm_
                              ollama_host=standin.host, timeout_s=60.0, device="cpu")
         state = run(run_bench(config))
     assert state.status == "complete"
-    data = read_results_json(tmp_path / "bench.json", "bench", 1)
+    data = read_results_json(tmp_path / "bench.json", "bench", BENCH_SCHEMA_VERSION)
     from bench.verdict import truncation_issues
 
     assert truncation_issues(data, "ollama", "native-fp32") == []
