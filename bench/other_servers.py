@@ -62,7 +62,9 @@ def _texts_measured(bench: dict[str, Any], native: str | None, server: str, text
     (llama-server over its batch) is measured on fewer, so its throughput covers other texts."""
     size = len(next(s for s in bench["workload"]["sets"] if s["name"] == text_set)["token_counts"])
     screening = bench.get("screening", [])
-    measured = [size - len(excluded_for(screening, name, text_set)) if name else None for name in (native, server)]
+    timed = {m["backend"] for m in bench["measurements"] if m["text_set"] == text_set}
+    measured = [size - len(excluded_for(screening, name, text_set)) if name in timed else None
+                for name in (native, server)]
     return " / ".join("not measured" if n is None else str(n) for n in measured) + f" of {size}"
 
 
