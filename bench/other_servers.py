@@ -11,8 +11,8 @@ from typing import Any
 
 from bench.analysis import excluded_for, set_figures, text_set_names
 from bench.lengths import length_mismatch, same_length_agreement
-from bench.verdict import backend_kind, quality_record, speed_comparisons
-from probe.view import Table, format_value
+from bench.verdict import FIGURE_DIGITS, backend_kind, quality_record, speed_comparisons
+from probe.view import Column, Table, make_table
 
 TICKET_KINDS = ("ollama", "native")
 
@@ -102,9 +102,10 @@ def other_servers(bench: dict[str, Any], control: str | None, treatment: str | N
             "no vectors to compare with native"
         length_part = "; texts embedded at different lengths: " + "; ".join(lengths) if lengths else ""
         lines.append(f"{server} ({identity}), best throughput {native_part}; {cosine_part}{length_part}")
-    table = Table(
+    table = make_table(
         "Other servers, not part of the decision (ratios > 1: that side is faster than the server)",
-        ("backend", "set", "texts measured (native / it)", "texts/s (best)", "setting", "native ÷ it (95% CI)",
-         "Ollama ÷ it (95% CI)", "cosine vs native: mean", "min", "texts", "texts at other lengths"),
-        tuple(tuple(v if isinstance(v, str) else format_value(v) for v in row) for row in rows))
+        (*map(Column, ("backend", "set", "texts measured (native / it)")), Column("best texts/s", FIGURE_DIGITS),
+         *map(Column, ("setting", "native ÷ it (95% CI)", "Ollama ÷ it (95% CI)", "cosine vs native: mean", "min",
+                       "texts", "texts at other lengths"))),
+        rows)
     return OtherServers(table, tuple(lines))

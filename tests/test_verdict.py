@@ -130,7 +130,7 @@ UNIT_IN_HEADER = re.compile(r"\((?:ms|s|MiB|GB|texts|tokens|TFLOP/s)\)|/s$|^TFLO
 UNITLESS_HEADERS = {"n", "failed", "texts", "failed batches", "callers", "requests", "calls", "pairs", "k",
                     "non-finite", "texts with a reported count", "texts cut", "queries", "cosine mean",
                     "cosine min", "cosine p1", "Spearman rho", "top-k agreement", "nDCG@10", "Recall@10",
-                    "left out (not embedded)", "text index", "HTTP status"}
+                    "left out (not embedded)", "text index", "HTTP status", "texts at other lengths"}
 
 
 def markdown_tables(text: str) -> list[tuple[list[str], list[list[str]]]]:
