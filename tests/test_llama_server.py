@@ -149,11 +149,16 @@ def test_bench_end_to_end_against_llama_server(tmp_path, llama_cpp, minilm_gguf,
     for (text_set, index), failure in refused.items():
         assert sets[text_set][index] > 512
         assert failure["http_status"] == 500 and "too large to process" in failure["error"]
-    assert {(name, i) for name in ("short", "long") for i, n in enumerate(sets[name]) if n > 512} \
-        == {key for key in refused if key[0] != "documents"}
-    # Every document is over 512 tokens: nothing left to measure there, said in one line.
-    assert any(f["backend"] == "openai" and "documents" in f["error"] and "too large to process" in f["error"]
+    assert {(name, i) for name, counts in sets.items() for i, n in enumerate(counts) if n > 512} == set(refused)
+    # Every document is over 512 tokens: llama.cpp is not measured there, native still is.
+    assert len([k for k in refused if k[0] == "documents"]) == len(sets["documents"])
+    assert any(f["backend"] == "openai" and f["text_set"] == "documents" and "no text" in f["error"]
                for f in data["failures"])
+    assert any(m["backend"] == "native-fp32" and m["text_set"] == "documents" for m in data["measurements"])
+    # Both sides are timed on the texts both can embed: the long texts under 512 tokens.
+    timed = {(m["backend"], len(m["excluded"])) for m in data["measurements"] if m["text_set"] == "long"}
+    assert timed == {("native-fp32", len([k for k in refused if k[0] == "long"])),
+                     ("openai", len([k for k in refused if k[0] == "long"]))}
 
     outcome = CliRunner().invoke(bench_cli, ["verdict", "--results", str(tmp_path), "--no-plots"])
     assert outcome.exit_code == 0, outcome.output
