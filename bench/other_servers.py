@@ -37,7 +37,8 @@ def other_server_names(bench: dict[str, Any]) -> list[str]:
 
 
 def _throughput_ratio(bench: dict[str, Any], server: str, other: str | None, text_set: str) -> str:
-    """`other` ÷ server on best throughput, with the bootstrap interval; "not measured" when either lacks it."""
+    """`other` ÷ server on best throughput with its 95 % interval across whole passes, as the decision
+    reads native ÷ Ollama (verdict.speed_comparisons); "not measured" when either lacks it."""
     if other is None:
         return "not measured"
     throughput, _ = speed_comparisons(bench, server, other)
@@ -89,6 +90,8 @@ def other_servers(bench: dict[str, Any], control: str | None, treatment: str | N
             mean, low, count = _agreement(bench, server, treatment, text_set)
             mismatch = length_mismatch(bench, treatment, server, text_set) if treatment else None
             differ = f"{len(mismatch.indices)} of {mismatch.compared}" if mismatch else None
+            if mismatch and mismatch.indices and native_ratio != "not measured":
+                native_ratio += ", unequal inputs"  # the two sides embedded different token counts
             rows.append((server, text_set, _texts_measured(bench, treatment, server, text_set),
                          best.texts_per_s if best else None, best.label if best else None,
                          native_ratio, ollama_ratio, _cosine(mean), _cosine(low), count, differ))
