@@ -152,7 +152,7 @@ def test_load_picks_the_first_listed_model_and_records_identity():
 
     backend, seen = backend_with(answer)
     load = asyncio.run(backend.load())
-    assert "not a cold load" in load.reported_source and load.reported_load_s is None
+    assert "not a cold load" in load.reported_source and load.reported_load_s is None and load.cold is False
     facts = backend.describe()
     assert facts["kind"] == "openai" and facts["model"] == "minilm.gguf"
     assert facts["server_version"] == "llama.cpp b0-unknown" and facts["server"] == "llama.cpp"

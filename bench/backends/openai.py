@@ -47,6 +47,8 @@ API_KEY_ENV = "OPENAI_API_KEY"
 DEFAULT_URL = "http://127.0.0.1:8080"
 LOAD_TEXT = "load"
 LOAD_SOURCE = "wall: first /v1/embeddings call; the server loaded its model when it started (not a cold load)"
+LOAD_INCLUDES = "the first /v1/embeddings request to an already running server"
+LOAD_NOTE = "the server loaded its model when it started, outside the bench: its cold load is not visible here"
 READY_WAIT_S = 60.0
 # A vector counts as normalised by the server when its L2 norm is within this of 1.
 NORM_TOLERANCE = 1e-3
@@ -213,7 +215,11 @@ class OpenAIEmbeddingsBackend:
         await self.embed([LOAD_TEXT])
         wall_s = time.perf_counter() - started
         await self._collect_facts()
-        return LoadReport(wall_s=wall_s, reported_load_s=None, reported_source=LOAD_SOURCE)
+        return LoadReport(wall_s=wall_s, reported_load_s=None, reported_source=LOAD_SOURCE, cold=False,
+                          includes=LOAD_INCLUDES, note=LOAD_NOTE)
+
+    async def prepare(self, texts: Sequence[str], token_counts: Sequence[int]) -> None:
+        """Nothing to prepare: the server counts tokens itself (usage.prompt_tokens in the answer)."""
 
     async def embed(self, texts: Sequence[str]) -> EmbedResponse:
         texts = list(texts)
@@ -245,7 +251,8 @@ class OpenAIEmbeddingsBackend:
 
     async def memory(self) -> list[MemoryFigure]:
         return [MemoryFigure("server memory", None,
-                             "not reported by the OpenAI embeddings API; the server runs outside the bench")]
+                             "not reported by the OpenAI embeddings API; the server runs outside the bench",
+                             attributable=True)]
 
     def describe(self) -> dict[str, Any]:
         facts = self._facts
