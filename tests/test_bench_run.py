@@ -9,11 +9,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from fake_backends import FakeBackend, FakeBehaviour
 
 from bench.config import PROFILES, BenchConfig
+from bench.measure.runner import run_bench
 from bench.results import BENCH_SCHEMA_VERSION
-from bench.runner import run_bench
-from fake_backends import FakeBackend, FakeBehaviour
 from probe.output import read_results_json
 
 pytestmark = pytest.mark.slow
@@ -92,11 +92,11 @@ def fakes(monkeypatch):
     registry: dict[str, FakeBehaviour] = {}
 
     def install(**behaviours: FakeBehaviour) -> dict[str, FakeBehaviour]:
-        import bench.runner
+        import bench.measure.runner
 
         registry.update(behaviours)
         for name, behaviour in behaviours.items():
-            monkeypatch.setitem(bench.runner.BACKENDS, name,
+            monkeypatch.setitem(bench.measure.runner.BACKENDS, name,
                                 lambda settings, n=name, b=behaviour: FakeBackend(n, b))
         return registry
 
@@ -163,9 +163,9 @@ def test_server_dying_mid_run_counts_failures_and_keeps_the_other_backend(tmp_pa
 
 def test_nan_vectors_are_flagged_in_quality(tmp_path, small_model_path, fakes, monkeypatch):
     fakes(**{"fake-ollama": FakeBehaviour(kind="ollama"), "fake-native": FakeBehaviour(kind="native")})
-    import bench.runner
+    import bench.measure.runner
 
-    real_load = bench.runner.load_vectors
+    real_load = bench.measure.runner.load_vectors
 
     def poisoned(results_dir, backend, text_set):
         vectors = real_load(results_dir, backend, text_set)
@@ -174,7 +174,7 @@ def test_nan_vectors_are_flagged_in_quality(tmp_path, small_model_path, fakes, m
             vectors[2, 0] = float("inf")
         return vectors
 
-    monkeypatch.setattr(bench.runner, "load_vectors", poisoned)
+    monkeypatch.setattr(bench.measure.runner, "load_vectors", poisoned)
     asyncio.run(run_bench(config_for(tiny_profile(small_model_path), tmp_path, ["fake-ollama", "fake-native"])))
     short = next(q for q in read_bench(tmp_path)["quality"] if q["text_set"] == "short")
     assert short["nonfinite_treatment"] == [2]
@@ -196,7 +196,7 @@ def test_a_backend_with_one_call_per_text_gets_a_single_throughput_setting(tmp_p
 
 
 def test_the_best_setting_gets_fresh_passes_and_the_point_their_median(tmp_path, small_model_path, fakes):
-    from bench.analysis import set_figures
+    from bench.analyse.figures import set_figures
 
     fakes(**{"fake-native": FakeBehaviour(kind="native")})
     asyncio.run(run_bench(config_for(tiny_profile(small_model_path), tmp_path, ["fake-native"])))

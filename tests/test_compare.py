@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from bench.cli import main as bench_cli
-from bench.compare import compare_runs
+from bench.report.compare import compare_runs
 
 RUN = Path(__file__).parent / "fixtures" / "results" / "conditional" / "bench.json"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.decision import (
+from bench.analyse.decision import (
     MIGRATION_SPEEDUP,
     RULES,
     SIMILAR_BELOW,
@@ -103,7 +103,7 @@ def test_faster_with_a_ci_reaching_into_the_similar_band_is_faster_borderline_no
 
 def test_one_bad_pass_out_of_three_does_not_turn_a_faster_native_into_keep():
     """The reviewer's case: native passes 300, 300, 90 texts/s against Ollama's 100, 100, 100."""
-    from bench.stats import ratio_of_few
+    from bench.analyse.stats import ratio_of_few
 
     r = ratio_of_few([300.0, 300.0, 90.0], [100.0, 100.0, 100.0])
     comparison = SpeedComparison("short", "throughput (best setting)", r.ratio, r.ci95_low, r.ci95_high, "test", (3, 3))
@@ -222,7 +222,7 @@ def test_missing_evidence_is_inconclusive_and_says_what_is_missing(change, says)
 
 
 def test_rules_are_the_readmes_decision_table():
-    """The README's decision table and every verdict print the same rule (bench.decision.RULES)."""
+    """The README's decision table and every verdict print the same rule (bench.analyse.decision.RULES)."""
     readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
     for name, rule in RULES:
         assert f"| {name} | {rule} |" in readme, name
@@ -239,7 +239,7 @@ def test_a_set_without_a_throughput_comparison_is_missing_unless_a_side_embeds_n
     not leave a 'Create Migration TD' decided on the other two sets."""
     import json
 
-    from bench.verdict import uncompared_sets
+    from bench.analyse.comparison import uncompared_sets
 
     fixture = Path(__file__).parent / "fixtures" / "results" / "conditional" / "bench.json"
     bench = json.loads(fixture.read_text())

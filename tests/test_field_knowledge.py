@@ -9,7 +9,7 @@ import pytest
 
 
 def test_field_knowledge_rows_are_the_readmes_troubleshooting_rows():
-    from bench.field_knowledge import known_issues
+    from bench.analyse.field_knowledge import known_issues
 
     readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
     for issue in known_issues():
@@ -44,7 +44,7 @@ def _bench_with(failures=(), truncation=(), version="0.31.0", longest=100):
     (_bench_with(), []),
 ])
 def test_field_knowledge_matches_what_bench_json_shows(bench, ids):
-    from bench.field_knowledge import matches
+    from bench.analyse.field_knowledge import matches
 
     found = matches(bench)
     assert [m.issue.id for m in found] == ids

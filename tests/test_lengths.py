@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from bench.lengths import length_mismatch, same_length_agreement
-from bench.verdict import quality_issues_for, truncation_issues
+from bench.analyse.comparison import quality_issues_for, truncation_issues
+from bench.analyse.lengths import length_mismatch, same_length_agreement
 
 # Five texts of a 'long' set: the tokenizer counts; native stops at 256, llama.cpp embeds up to 512.
 EXPECTED = (120, 387, 300, 60, 255)
@@ -96,7 +96,7 @@ def test_max_seq_length_reaches_the_native_backend(tmp_path, small_model_path):
     from dataclasses import replace
 
     from bench.config import PROFILES, BenchConfig
-    from bench.runner import run_bench
+    from bench.measure.runner import run_bench
 
     profile = replace(PROFILES["smoke"], model=small_model_path, set_sizes={"long": 2}, warmup_calls=1,
                       single_latency_calls=1, batch_latency_repeats=1, batch_sizes=(1,), concurrency_levels=(),

@@ -10,13 +10,13 @@ from dataclasses import replace
 import httpx
 import numpy as np
 import pytest
+from llama_server import LlamaServer
 
 from bench.backends.base import BackendError, BackendSettings, BackendUnavailable
 from bench.backends.openai import OpenAIEmbeddingsBackend
 from bench.config import PROFILES, BenchConfig
+from bench.measure.runner import run_bench
 from bench.results import BENCH_SCHEMA_VERSION
-from bench.runner import run_bench
-from llama_server import LlamaServer
 from probe.output import read_results_json
 
 pytestmark = pytest.mark.slow
@@ -175,9 +175,10 @@ def test_ollama_layer_on_llama_server_compares_two_real_engines(llama_cpp, minil
     by Ollama's retry and counts tokens as llama.cpp embedded them; its vectors match native."""
     from contextlib import closing
 
-    from bench.backends.ollama import OllamaEmbedBackend, OllamaLegacyBackend
     from ollama_standin import OllamaStandIn, StandInConfig
     from standin_engines import LlamaServerEngine, ollama_launch_args
+
+    from bench.backends.ollama import OllamaEmbedBackend, OllamaLegacyBackend
 
     num_ctx = 256
     with LlamaServer(llama_cpp, minilm_gguf["f32"], ollama_launch_args(num_ctx)) as server, \
@@ -209,9 +210,9 @@ def test_ollama_layer_on_llama_server_compares_two_real_engines(llama_cpp, minil
 
 def test_ollama_layer_refuses_without_truncate(llama_cpp, minilm_gguf, small_model):
     """truncate=false: llama.cpp's refusal reaches the client as Ollama's 400 text."""
-    import ollama
     from contextlib import closing
 
+    import ollama
     from ollama_standin import OllamaStandIn, StandInConfig
     from standin_engines import INPUT_TOO_LONG, LlamaServerEngine, ollama_launch_args
 
@@ -248,7 +249,7 @@ def test_bench_ollama_vs_native_on_two_real_engines(tmp_path, llama_cpp, minilm_
         state = run(run_bench(config))
     assert state.status == "complete"
     data = read_results_json(tmp_path / "bench.json", "bench", BENCH_SCHEMA_VERSION)
-    from bench.verdict import truncation_issues
+    from bench.analyse.comparison import truncation_issues
 
     assert truncation_issues(data, "ollama", "native-fp32") == []
     for q in data["quality"]:

@@ -1,4 +1,4 @@
-"""The up-front model check (bench/model_source.py): cached, local, downloadable or one error line,
+"""The up-front model check (bench/measure/model_source.py): cached, local, downloadable or one error line,
 and the name + revision the verdict shows."""
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 import huggingface_hub
 import huggingface_hub.constants as hub_constants
-from bench.model_source import (
+import pytest
+
+from bench.measure.model_source import (
     ModelIdentity,
     ModelUnavailable,
     download_model,
@@ -209,7 +209,11 @@ def test_files_to_fetch_skip_other_runtimes_and_the_second_weights_format():
 
 
 def test_the_download_shows_progress_and_puts_the_switch_back(monkeypatch):
-    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+    from huggingface_hub.utils import (
+        are_progress_bars_disabled,
+        disable_progress_bars,
+        enable_progress_bars,
+    )
 
     class Info:
         siblings = [type("S", (), {"rfilename": n, "size": 1_100_000_000})() for n in ("config.json",

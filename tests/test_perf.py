@@ -6,10 +6,10 @@ import asyncio
 
 from click.testing import CliRunner
 
+from bench.analyse.roofline import read_model_config
 from bench.backends import BACKENDS
 from bench.backends.base import BackendSettings
-from bench.perf import batches_of, run_perf
-from bench.roofline import read_model_config
+from bench.measure.perf import batches_of, run_perf
 
 
 def test_batches_of():
@@ -37,7 +37,7 @@ def test_run_perf_on_a_tiny_input(small_model_path):
 
 
 def test_perf_prefers_the_probes_ceilings_for_the_same_device():
-    from bench.perf import perf_ceilings
+    from bench.measure.perf import perf_ceilings
 
     probe = {"config": {"device": None},
              "checks": [{"name": "ceilings", "figures": {"device": "cpu", "bandwidth_gbs": 12.0,

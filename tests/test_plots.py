@@ -9,8 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.analysis import all_figures
-from bench.plots import MIN_TICK_GAP, latency_figure, log_ticks, throughput_figure
+from bench.analyse.figures import all_figures
+from bench.report.plots import (
+    MIN_TICK_GAP,
+    latency_figure,
+    log_ticks,
+    throughput_figure,
+)
 
 BENCH = Path(__file__).parent / "fixtures" / "results" / "conditional" / "bench.json"
 

@@ -101,7 +101,7 @@ def _nan(e):
 
 def test_nan_in_half_precision_alone_warns_and_gates_that_dtype(small_model):
     from bench.backends import PROBE_GATES
-    from bench.runner import gate_reason
+    from bench.measure.runner import gate_reason
 
     def loader(model, device, dtype):
         if dtype == "float16":

@@ -1,4 +1,4 @@
-"""bench.quality on hand vectors and against scipy / plain numpy recomputations."""
+"""bench.analyse.quality on hand vectors and against scipy / plain numpy recomputations."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from bench.quality import (
+from bench.analyse.quality import (
     AgreementSummary,
     _pair_from_linear,
     l2_normalise,

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from bench.decision import Outcome, SpeedComparison, decide
-from bench.standin_model import RANDOM_WEIGHTS_LABEL
-from bench.verdict import decision_inputs, load_results, render_verdict
+from bench.analyse.comparison import decision_inputs
+from bench.analyse.decision import Outcome, SpeedComparison, decide
+from bench.measure.standin_model import RANDOM_WEIGHTS_LABEL
+from bench.report.verdict import load_results, render_verdict
 
 FIXTURE = Path(__file__).parent / "fixtures" / "results" / "conditional"
 STANDIN_WEIGHTS = {"random": True, "label": RANDOM_WEIGHTS_LABEL, "marker": {"random_weights": True, "seed": 73},

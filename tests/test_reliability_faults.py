@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from reliability_support import HookReporter, config_for, strict_json, tiny_profile
 
 from bench.cli import main as bench_cli
+from bench.measure.runner import run_bench
 from bench.results import BENCH_SCHEMA_VERSION
-from bench.runner import run_bench
 from probe.output import ResultsFileError, read_results_json, write_json_atomic
-from reliability_support import HookReporter, config_for, strict_json, tiny_profile
 
 pytestmark = pytest.mark.slow
 
@@ -202,8 +202,8 @@ def test_nan_and_inf_vectors_are_counted_and_the_quality_section_says_so(
         tmp_path, small_model_path, ollama_standin, monkeypatch):
     from sentence_transformers import SentenceTransformer
 
-    from bench.decision import decide
-    from bench.verdict import decision_inputs
+    from bench.analyse.comparison import decision_inputs
+    from bench.analyse.decision import decide
 
     real_encode = SentenceTransformer.encode
     texts = ["Erster Text über Vektoren.", "Second text, overflowing.", "Troisième texte.", "Fourth, also inf."]

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from reliability_support import HookReporter, config_for, strict_json, tiny_profile
 
 from bench.cli import main as bench_cli
-from bench.runner import run_bench
-from reliability_support import HookReporter, config_for, strict_json, tiny_profile
+from bench.measure.runner import run_bench
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.roofline import (
+from bench.analyse.roofline import (
     FP16_ASSUMED,
     Bound,
     Ceilings,
@@ -304,7 +304,7 @@ def _gb10_bge_m3_results(ollama_short_p50_ms: float) -> tuple[dict, dict]:
 
 
 def _render(probe, bench) -> str:
-    from bench.verdict import build_context
+    from bench.report.verdict import build_context
     from probe.output import render_markdown
 
     ctx, _ = build_context(probe, bench)
@@ -324,7 +324,7 @@ def test_verdict_says_a_2x_speedup_is_out_of_reach_when_ollama_is_near_the_floor
 
 
 def test_the_decision_reads_single_text_latency_against_the_floor_beside_not_in_it():
-    from bench.verdict import build_context
+    from bench.report.verdict import build_context
 
     probe, bench = _gb10_bge_m3_results(ollama_short_p50_ms=4.0)
     _, decision = build_context(probe, bench)

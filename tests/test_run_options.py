@@ -9,7 +9,13 @@ import pytest
 from click.testing import CliRunner
 
 from bench.cli import main as bench_cli
-from bench.config import PROFILES, BenchConfig, ConfigError, override_profile, parse_sizes
+from bench.config import (
+    PROFILES,
+    BenchConfig,
+    ConfigError,
+    override_profile,
+    parse_sizes,
+)
 
 
 def test_sizes_parse_any_subset_of_the_sets():
@@ -63,17 +69,17 @@ def test_resume_refuses_results_of_another_model(tmp_path, small_model_path, mon
     """With --model and --ollama-model on the command line, resuming must not mix two models' figures."""
     from fake_backends import FakeBackend, FakeBehaviour
 
-    import bench.runner
+    import bench.measure.runner
     from probe.output import ResultsFileError
 
-    monkeypatch.setitem(bench.runner.BACKENDS, "fake-native", lambda s: FakeBackend("fake-native", FakeBehaviour()))
+    monkeypatch.setitem(bench.measure.runner.BACKENDS, "fake-native", lambda s: FakeBackend("fake-native", FakeBehaviour()))
     profile = replace(PROFILES["smoke"], model=small_model_path, set_sizes={"short": 3, "long": 1, "documents": 1},
                       warmup_calls=0, single_latency_calls=1, batch_latency_repeats=1, batch_sizes=(1,),
                       concurrency_levels=(1,), concurrency_requests=1, token_budgets=())
     config = BenchConfig(profile=profile, backends=("fake-native",), results_dir=tmp_path,
                          ollama_host="http://127.0.0.1:9", timeout_s=5.0)
-    asyncio.run(bench.runner.run_bench(config))
+    asyncio.run(bench.measure.runner.run_bench(config))
     other = replace(config, profile=replace(profile, ollama_model="bge-m3:567m"), resume=True,
                     overrides={"ollama_model": "bge-m3:567m"})
     with pytest.raises(ResultsFileError, match="Ollama model 'all-minilm'; resume needs the same"):
-        asyncio.run(bench.runner.run_bench(other))
+        asyncio.run(bench.measure.runner.run_bench(other))

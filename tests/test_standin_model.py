@@ -8,10 +8,10 @@ import pytest
 from click.testing import CliRunner
 from conftest import STANDIN_SMALL
 
-from bench import standin_model
+from bench.analyse.roofline import ModelShape, forward_flops, read_model_config
 from bench.cli import main as bench_cli
-from bench.roofline import ModelShape, forward_flops, read_model_config
-from bench.standin_model import (
+from bench.measure import standin_model
+from bench.measure.standin_model import (
     MARKER_KEY,
     RANDOM_WEIGHTS_LABEL,
     StandinError,

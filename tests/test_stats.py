@@ -1,4 +1,4 @@
-"""bench.stats against independent references: numpy, the statistics module, hand arithmetic."""
+"""bench.analyse.stats against independent references: numpy, the statistics module, hand arithmetic."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import statistics
 import numpy as np
 import pytest
 
-from bench.stats import (
+from bench.analyse.stats import (
     RatioSummary,
     Sample,
     Summary,
@@ -143,7 +143,7 @@ def test_ratio_of_few_is_welch_on_logs_as_scipy_computes_it():
 
     from scipy import stats as scipy_stats
 
-    from bench.stats import ratio_of_few
+    from bench.analyse.stats import ratio_of_few
 
     native, ollama = [300.0, 310.0, 290.0, 305.0], [100.0, 104.0, 98.0]
     r = ratio_of_few(native, ollama)
@@ -157,7 +157,7 @@ def test_ratio_of_few_is_welch_on_logs_as_scipy_computes_it():
 def test_ratio_of_few_does_not_let_one_bad_pass_pin_the_interval_to_it():
     """Three passes with one outlier: the bootstrap of medians gives [worst/best, best/worst];
     the t interval is wide but centred on the geometric means, and says so by its width."""
-    from bench.stats import ratio_of_few
+    from bench.analyse.stats import ratio_of_few
 
     r = ratio_of_few([300.0, 300.0, 90.0], [100.0, 100.0, 100.0])
     assert r.ratio == pytest.approx((300 * 300 * 90) ** (1 / 3) / 100)

@@ -17,13 +17,13 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from bench.batching import token_budget_batches
+from bench.analyse.roofline import ModelShape, roofline_rows
 from bench.cli import main as bench_cli
 from bench.config import PROFILES
+from bench.measure.batching import token_budget_batches
+from bench.measure.standin_model import RANDOM_WEIGHTS_LABEL
+from bench.measure.workload import TARGET_TOKENS, token_window
 from bench.results import BENCH_SCHEMA_VERSION
-from bench.roofline import ModelShape, roofline_rows
-from bench.standin_model import RANDOM_WEIGHTS_LABEL
-from bench.workload import TARGET_TOKENS, token_window
 from probe.output import read_results_json
 
 pytestmark = pytest.mark.slow

@@ -16,10 +16,10 @@ from click.testing import CliRunner
 from bench.backends.base import BackendError, BackendUnavailable
 from bench.cli import main as bench_cli
 from bench.config import PROFILES, BenchConfig
+from bench.measure.runner import run_bench
+from bench.measure.screening import screen_texts
+from bench.report.verdict import build_context, load_results
 from bench.results import BENCH_SCHEMA_VERSION
-from bench.runner import run_bench
-from bench.screening import screen_texts
-from bench.verdict import build_context, load_results
 from probe.output import read_results_json
 
 pytestmark = pytest.mark.slow
@@ -35,7 +35,7 @@ def tiny(model: str):
 
 
 def workload_texts(model: str, profile) -> dict[str, tuple[str, ...]]:
-    from bench.workload import prepare_workload
+    from bench.measure.workload import prepare_workload
 
     return {s.name: s.texts for s in prepare_workload(model, profile, None).sets}
 
@@ -212,6 +212,6 @@ def test_a_set_ollama_cannot_embed_at_all_is_a_finding_and_native_is_still_measu
     assert docs == {"native-fp32"}  # its failures do not take the set away from native
     assert any(m["backend"] == "ollama" and m["text_set"] == "short" for m in data["measurements"])
     probe, bench = load_results(tmp_path)
-    inputs, _, _ = __import__("bench.verdict", fromlist=["decision_inputs"]).decision_inputs(probe, bench)
+    inputs, _, _ = __import__("bench.report.verdict", fromlist=["decision_inputs"]).decision_inputs(probe, bench)
     assert not any("documents" in gap for gap in inputs.missing)  # a finding, not missing evidence
     assert any("could not embed 2 of 2 documents texts" in f for f in inputs.ollama_text_failures)

@@ -93,7 +93,7 @@ def test_broken_results_file_gives_one_line_error_naming_it(results, damage, say
 
 
 def test_one_side_alone_does_not_tick_the_performance_questions():
-    from bench.verdict import measured_items
+    from bench.report.checklist import measured_items
 
     bench = json.loads((RESULTS / "conditional" / "bench.json").read_text())
     probe = json.loads((RESULTS / "conditional" / "probe.json").read_text())
@@ -107,7 +107,7 @@ def test_one_side_alone_does_not_tick_the_performance_questions():
 
 
 def test_environment_says_when_native_fp32_ran_as_tf32():
-    from bench.verdict import _fp32_matmul_text
+    from bench.report.tables import _fp32_matmul_text
 
     forced = {"forced_tf32": True, "default_precision": "high", "pinned": "asked for, but TF32 is forced"}
     assert _fp32_matmul_text(forced).endswith("fp32 matmul ran as TF32")
@@ -197,7 +197,7 @@ def test_a_number_written_badly_fails_the_cell_check(tmp_path):
 
 
 def test_a_warm_load_or_memory_without_figures_of_its_own_leaves_those_boxes_open():
-    from bench.verdict import measured_items
+    from bench.report.checklist import measured_items
 
     bench = json.loads((RESULTS / "conditional" / "bench.json").read_text())
     probe = json.loads((RESULTS / "conditional" / "probe.json").read_text())
@@ -212,7 +212,7 @@ def test_a_warm_load_or_memory_without_figures_of_its_own_leaves_those_boxes_ope
     assert items["model_loading_time"] == (False, "load table, cold loads: native-fp16")
     for key in ("memory", "memory_management"):
         assert items[key] == (False, "memory table, figures of their own: ollama"), key
-    from bench.verdict import backend_tables
+    from bench.report.tables import backend_tables
 
     tables = backend_tables(bench)
     assert tables["load"].rows[0][2] == "no: /api/ps still listed bge-m3 30 s after keep_alive 0"

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from bench.workload import (
+from bench.measure.workload import (
     LANGUAGE_DECK,
     TARGET_TOKENS,
     TextSet,

@@ -11,11 +11,11 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-import bench.runner
-from bench.analysis import SEQUENTIAL_SCENARIOS, set_figures
+import bench.measure.runner
+from bench.analyse.figures import SEQUENTIAL_SCENARIOS, set_figures
+from bench.analyse.stats import Sample, summarize
 from bench.backends.base import EmbedResponse, LoadReport
 from bench.config import PROFILES, BenchConfig
-from bench.stats import Sample, summarize
 
 pytestmark = pytest.mark.slow
 
@@ -59,14 +59,14 @@ class OneWorkerBackend:
 
 
 def overhead_figures(tmp_path, monkeypatch, small_model_path, callers: tuple[int, ...]):
-    monkeypatch.setitem(bench.runner.BACKENDS, "one-worker", lambda settings: OneWorkerBackend())
+    monkeypatch.setitem(bench.measure.runner.BACKENDS, "one-worker", lambda settings: OneWorkerBackend())
     profile = replace(PROFILES["smoke"], model=small_model_path, set_sizes={"short": 6}, warmup_calls=1,
                       single_latency_calls=8, batch_latency_repeats=2, batch_sizes=(1, 3), token_budgets=(),
                       concurrency_levels=callers, concurrency_requests=32, quality_pairs=5)
     results = tmp_path / f"callers-{'-'.join(map(str, callers))}"
     config = BenchConfig(profile=profile, backends=("one-worker",), results_dir=results,
                          ollama_host="http://127.0.0.1:9", timeout_s=5.0)
-    payload = asyncio.run(bench.runner.run_bench(config)).payload()
+    payload = asyncio.run(bench.measure.runner.run_bench(config)).payload()
     return payload, set_figures(payload, "one-worker", "short")
 
 

@@ -70,8 +70,11 @@ def apply_attention_settings(settings: dict[str, Any]) -> dict[str, dict[str, An
     The switches are the probe's own (probe.checks.attention), so both stages speak one list.
     `attn_implementation` is not a global switch: the backend passes it to the model loader.
     """
-    from probe.checks.attention import PYTORCH_DEFAULTS, apply_sdpa_settings, current_sdpa_settings
-
+    from probe.checks.attention import (
+        PYTORCH_DEFAULTS,
+        apply_sdpa_settings,
+        current_sdpa_settings,
+    )
     from probe.checks.triton_compile import PTXAS_SETTING
 
     applied = {k: bool(v) for k, v in settings.items() if k in PYTORCH_DEFAULTS}

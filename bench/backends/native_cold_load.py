@@ -98,7 +98,11 @@ def cold_load(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
     import transformers
 
-    from bench.backends.native import apply_attention_settings, build_model, pin_float32_matmul
+    from bench.backends.native import (
+        apply_attention_settings,
+        build_model,
+        pin_float32_matmul,
+    )
 
     imports_s = time.perf_counter() - started
     transformers.utils.logging.disable_progress_bar()

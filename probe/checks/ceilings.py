@@ -9,7 +9,7 @@ Each timing: warm-up, device synchronised before and after every call, repeated 
 count and duration (probe.checks.kernels.time_call); best, median and worst are reported with
 the count. Each result is checked once (the copy must equal its source exactly; the sum must
 match a float64 sum of the same buffer within 1e-4), so a fast wrong kernel never counts.
-The roofline (bench/roofline.py) uses the higher of the two best rates as the device's
+The roofline (bench/analyse/roofline.py) uses the higher of the two best rates as the device's
 bandwidth: a floor on time must not assume less bandwidth than the device delivered.
 
 Where: on a CUDA device the buffers are torch CUDA tensors (cudaMalloc through torch's caching

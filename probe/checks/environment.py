@@ -11,7 +11,12 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from probe.facts import RunCommand, default_run_command, nvcc_command, parse_nvcc_release
+from probe.facts import (
+    RunCommand,
+    default_run_command,
+    nvcc_command,
+    parse_nvcc_release,
+)
 from probe.registry import ProbeContext
 from probe.required_env import EXPECTED_NVCC_RELEASE, REQUIRED_ENV
 from probe.result import CheckResult, Status

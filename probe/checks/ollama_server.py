@@ -44,7 +44,13 @@ def _check(ctx: ProbeContext) -> CheckResult:
         import httpx
         import ollama
 
-        from bench.backends.ollama import base_url, explain_error, model_matches, offload_state, pull_hint
+        from bench.backends.ollama import (
+            base_url,
+            explain_error,
+            model_matches,
+            offload_state,
+            pull_hint,
+        )
     except ImportError as err:
         return _result(Status.SKIP, f"ollama client not importable ({err})", {"host": ctx.ollama_host})
 

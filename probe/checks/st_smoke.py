@@ -64,7 +64,7 @@ def load_model(model: str, device: str, dtype: str) -> Any:
     from sentence_transformers import SentenceTransformer
 
     # Three loads, each drawing "Loading weights" bars that litter a CI log; a download, if one
-    # was needed, showed its progress up front (bench/model_source.py).
+    # was needed, showed its progress up front (bench/measure/model_source.py).
     transformers.utils.logging.disable_progress_bar()
     return SentenceTransformer(model, device=device, model_kwargs={"dtype": getattr(torch, dtype)})
 

@@ -49,13 +49,14 @@ import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
+
+from bench.config import DATA_DIR
 
 CONFIG_KEYS: tuple[str, ...] = (
     "num_hidden_layers", "hidden_size", "intermediate_size", "num_attention_heads", "vocab_size",
 )
-DEVICE_FIGURES = Path(__file__).parent / "data" / "device_figures.json"
+DEVICE_FIGURES = DATA_DIR / "device_figures.json"
 FP16_ASSUMED = "compute dtype not reported (Ollama: GGUF weights, often F16): fp16 peak assumed"
 # the torch dtype a backend reports -> the probe's matmul_tflops key and bytes per element
 PEAK_KEYS: dict[str, str] = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
@@ -409,8 +410,8 @@ def _backend_inputs(bench: Mapping[str, Any], backend: str, ceilings: Ceilings |
 
 def roofline_rows(bench: Mapping[str, Any], probe: Mapping[str, Any] | None) -> list[RooflineRow]:
     """A row per backend and text set with a complete throughput pass; [] without a recorded model config."""
-    from bench.analysis import all_figures
-    from bench.batching import capped_counts
+    from bench.analyse.figures import all_figures
+    from bench.measure.batching import capped_counts
 
     shape = ModelShape.from_config(bench.get("environment", {}).get("model_config"))
     if shape is None:
@@ -434,8 +435,8 @@ def roofline_rows(bench: Mapping[str, Any], probe: Mapping[str, Any] | None) -> 
 
 
 def calls_per_pass(point: Any, capped_counts: Sequence[int]) -> int:
-    """Forward calls one pass of a throughput setting (bench.analysis.ThroughputPoint) makes: its batches."""
-    from bench.batching import token_budget_batches
+    """Forward calls one pass of a throughput setting (bench.analyse.figures.ThroughputPoint) makes: its batches."""
+    from bench.measure.batching import token_budget_batches
 
     if point.token_budget is not None:
         return len(token_budget_batches(capped_counts, point.token_budget))
@@ -446,9 +447,9 @@ def single_text_rows(bench: Mapping[str, Any], probe: Mapping[str, Any] | None) 
     """A row per backend and text set with single-text latency; [] without a recorded model config.
 
     The calls cycle through the texts the scenario ran on (the set minus texts left out as
-    per-text failures), as bench/scenarios.py's single_text_latency does."""
-    from bench.analysis import set_figures, working_counts
-    from bench.batching import capped_counts
+    per-text failures), as bench/measure/scenarios.py's single_text_latency does."""
+    from bench.analyse.figures import set_figures, working_counts
+    from bench.measure.batching import capped_counts
 
     shape = ModelShape.from_config(bench.get("environment", {}).get("model_config"))
     if shape is None:

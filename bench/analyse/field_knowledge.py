@@ -19,10 +19,11 @@ import json
 import re
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 from typing import Any
 
-DATA = Path(__file__).parent / "data" / "field_knowledge.json"
+from bench.config import DATA_DIR
+
+DATA = DATA_DIR / "field_knowledge.json"
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from bench.analysis import all_figures, text_set_names
-from bench.standin_model import recorded_weights_label
+from bench.analyse.figures import all_figures, text_set_names
+from bench.measure.standin_model import recorded_weights_label
 from probe.view import format_value
 
 

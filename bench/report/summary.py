@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from bench.analysis import all_figures
+from bench.analyse.figures import all_figures
 from probe.view import format_value
 
 

@@ -9,9 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from bench.batching import capped_counts, token_budget_batches
-from bench.stats import Sample, Summary, summarize
-
+from bench.analyse.stats import Sample, Summary, summarize
+from bench.measure.batching import capped_counts, token_budget_batches
 
 # Scenarios whose calls never wait behind another call: there, caller wall minus the backend's
 # own time is what the wrapper costs. A call in the concurrency scenario also waits behind the
@@ -31,7 +30,7 @@ def ok_values(measurement: dict[str, Any]) -> list[float]:
 @dataclass(frozen=True)
 class ThroughputPoint:
     """One throughput setting over the whole set: batches of a fixed count (batch_size) or of at
-    most `token_budget` padded tokens (bench/batching.py); exactly one of the two is set.
+    most `token_budget` padded tokens (bench/measure/batching.py); exactly one of the two is set.
 
     A setting has one whole-set pass, or more at the backend's best setting (params "repeat");
     rates are the median over the deciding passes (the repeats where there are any),

@@ -44,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.quality import l2_normalise
+from bench.analyse.quality import l2_normalise
 
 QRELS_HEADER = ("query-id", "corpus-id", "score")
 _QUERY_CHUNK = 256

@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from bench.analysis import excluded_for, set_figures, text_set_names
-from bench.lengths import length_mismatch, same_length_agreement
-from bench.verdict import FIGURE_DIGITS, backend_kind, quality_record, speed_comparisons
-from probe.view import Column, Table, make_table
+from bench.analyse.comparison import backend_kind, quality_record, speed_comparisons
+from bench.analyse.figures import excluded_for, set_figures, text_set_names
+from bench.analyse.lengths import length_mismatch, same_length_agreement
+from probe.view import FIGURE_DIGITS, Column, Table, make_table
 
 TICKET_KINDS = ("ollama", "native")
 

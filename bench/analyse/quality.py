@@ -8,7 +8,7 @@ is never "fixed" (no zero fill, no epsilon): :func:`l2_normalise` turns it into 
 NaN so every value derived from it is NaN and :func:`nonfinite_rows` still finds it.
 Summaries count such rows (``nonfinite``) and compute their statistics over the rest.
 
-Percentiles use numpy's default linear interpolation (see :mod:`bench.stats`).
+Percentiles use numpy's default linear interpolation (see :mod:`bench.analyse.stats`).
 Neighbour ranking breaks ties deterministically: equal cosine, lower index first.
 """
 
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as scipy_stats
 
-from bench.stats import PERCENTILE_METHOD
+from bench.analyse.stats import PERCENTILE_METHOD
 
 _ROW_CHUNK = 1024  # rows of the similarity matrix held at once in neighbour search
 

@@ -16,10 +16,15 @@ from typing import Any
 
 import numpy as np
 
-from bench.backends.base import BackendError, BackendOutOfMemory, EmbeddingBackend, EmbedResponse
-from bench.batching import length_sorted_order, token_budget_batches
+from bench.analyse.stats import Sample
+from bench.backends.base import (
+    BackendError,
+    BackendOutOfMemory,
+    EmbeddingBackend,
+    EmbedResponse,
+)
+from bench.measure.batching import length_sorted_order, token_budget_batches
 from bench.results import Measurement
-from bench.stats import Sample
 
 Advance = Callable[[int], None]
 

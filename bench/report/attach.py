@@ -34,7 +34,7 @@ GENERATED_NOTE = (
 )
 
 # --- Canonical item keys --------------------------------------------------------------------------
-# One key per checklist item of TD-073. `measured` (from bench.verdict.measured_items) maps these
+# One key per checklist item of TD-073. `measured` (from bench.report.verdict.measured_items) maps these
 # keys to True when the bench measured / answered the item.
 
 # Investigation questions, 1. Performance

@@ -29,9 +29,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.config import DATA_DIR
+
 RANDOM_WEIGHTS_LABEL = "random weights: speed and memory only"
 MARKER_KEY = "standin"  # in config.json: {"random_weights": true, "label": RANDOM_WEIGHTS_LABEL, ...}
-PUBLISHED_FILE = Path(__file__).parent / "data" / "bge_m3_published.json"
+PUBLISHED_FILE = DATA_DIR / "bge_m3_published.json"
 HEAD_DIM = 64  # bge-m3: 1024 hidden / 16 heads; kept for every variant so attention kernels see its shapes
 MLP_RATIO = 4  # intermediate 4096 = 4 x 1024
 # transformers' default std 0.02 makes every text embed almost alike (cosine 1.000 between

@@ -184,7 +184,11 @@ def download_model(repo_id: str, say: Say) -> None:
     """Fetch the files a PyTorch load needs into the cache, with the hub's progress bars on."""
     from huggingface_hub import HfApi, snapshot_download
     from huggingface_hub.constants import HF_HUB_CACHE
-    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+    from huggingface_hub.utils import (
+        are_progress_bars_disabled,
+        disable_progress_bars,
+        enable_progress_bars,
+    )
 
     info = HfApi().model_info(repo_id, files_metadata=True)
     siblings = {s.rfilename: s.size or 0 for s in info.siblings or ()}

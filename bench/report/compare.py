@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from bench.analysis import SetFigures, all_figures
+from bench.analyse.figures import SetFigures, all_figures
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ every round (AB, BA, AB, ...), so drift (thermal, caches, other load) falls on b
 equally; one untimed pass of each comes first. The figure is
 ratio = median(harness walls) / median(bare walls) with the percentile-bootstrap 95%
 interval of stats.ratio_with_spread; 1.02 means the harness adds 2%.
-The roofline rows use the same walls against both ceilings (bench/roofline.py): the probe's
+The roofline rows use the same walls against both ceilings (bench/analyse/roofline.py): the probe's
 when probe.json measured this kind of device, else measured now with the probe's own checks.
 """
 
@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bench.roofline import (
+from bench.analyse.roofline import (
     Ceilings,
     ModelShape,
     RooflineRow,
@@ -35,7 +35,7 @@ from bench.roofline import (
     roofline_row,
     vendor_figures,
 )
-from bench.stats import RatioSummary
+from bench.analyse.stats import RatioSummary
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ def bare_pass(model: Any, texts: Sequence[str], batch_size: int) -> float:
 
 async def harness_pass(backend: Any, texts: Sequence[str], batch_size: int) -> float:
     """Seconds for one pass through the bench's own timed call; a failed call ends the benchmark."""
-    from bench.scenarios import timed_embed
+    from bench.measure.scenarios import timed_embed
 
     started = time.perf_counter()
     for part in batches_of(len(texts), batch_size):
@@ -147,9 +147,9 @@ def perf_roofline(model_config: dict[str, Any], token_counts: Sequence[int], cal
 async def run_perf(backend: Any, texts: Sequence[str], *, batch_size: int, rounds: int,
                    model_config: dict[str, Any], probe: dict[str, Any] | None) -> PerfResult:
     """Load the backend, measure, unload. `backend` must expose its SentenceTransformer as `.model`."""
-    from bench.batching import capped_counts
-    from bench.roofline_view import ceilings_note, model_note
-    from bench.stats import ratio_with_spread
+    from bench.analyse.stats import ratio_with_spread
+    from bench.measure.batching import capped_counts
+    from bench.report.roofline_view import ceilings_note, model_note
 
     if rounds < 2:
         raise ValueError("rounds must be >= 2 for a spread")

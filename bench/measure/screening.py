@@ -7,7 +7,7 @@ list request one such text fails the whole request. Timing those calls would tim
 and calling the backend "incomplete" would throw away everything else, so each text set is
 screened first, untimed (it also warms the backend up):
 
-1. the set in batches of at most SCREEN_TOKEN_BUDGET padded tokens (bench/batching.py);
+1. the set in batches of at most SCREEN_TOKEN_BUDGET padded tokens (bench/measure/batching.py);
 2. a batch that fails with an error the server answered (any BackendError but
    BackendUnavailable) is retried item by item;
 3. an item that fails alone is tried once more: failing again makes it a TextFailure (the
@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from bench.backends.base import BackendError, BackendUnavailable, EmbeddingBackend
-from bench.batching import token_budget_batches
+from bench.measure.batching import token_budget_batches
 from bench.results import ScreenRecord, TextFailure
 
 # Padded tokens per screening call: large enough to be quick, small enough for any device

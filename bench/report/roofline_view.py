@@ -1,5 +1,5 @@
 """The roofline as the verdict shows it: tables, notes and the floor findings, formatted for
-templates/verdict/_performance.md.j2 (the formulae are in bench/roofline.py's docstring and,
+templates/verdict/_performance.md.j2 (the formulae are in bench/analyse/roofline.py's docstring and,
 for readers, written out once in that template)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bench.roofline import (
+from bench.analyse.roofline import (
     Ceilings,
     ModelShape,
     RooflineRow,
@@ -21,7 +21,8 @@ from bench.roofline import (
     single_text_rows,
     vendor_figures,
 )
-from probe.view import Table, format_percent, format_value, make_table
+from bench.report.tables import figure_columns, format_times, plain_columns
+from probe.view import FIGURE_DIGITS, Table, format_percent, format_value, make_table
 
 
 @dataclass(frozen=True)
@@ -53,12 +54,11 @@ def _ms(seconds: float | None) -> float | None:
 
 
 def throughput_table(rows: Sequence[RooflineRow]) -> Table:
-    from bench.verdict import FIGURE_DIGITS, _figures, _plain
 
     return make_table("Roofline at the best throughput setting", (
-        *_plain("backend", "set", "setting", "calls"),
-        *_figures("useful TFLOP", "moved (GB)", "compute (s)", "memory (s)"), *_plain("bound"),
-        *_figures("bound texts/s", "measured texts/s"), *_plain("reached", "probe peak (TFLOP/s)",
+        *plain_columns("backend", "set", "setting", "calls"),
+        *figure_columns("useful TFLOP", "moved (GB)", "compute (s)", "memory (s)"), *plain_columns("bound"),
+        *figure_columns("bound texts/s", "measured texts/s"), *plain_columns("reached", "probe peak (TFLOP/s)",
                                                                      "MFU (probe peak)", "MFU (datasheet)")),
         [(r.backend, r.text_set, r.setting, r.calls, r.useful_tflop, r.gbytes, r.bound.compute_s, r.bound.memory_s,
           r.bound.kind, r.bound_texts_per_s, r.texts / r.wall_s, format_percent(r.reached),
@@ -67,21 +67,19 @@ def throughput_table(rows: Sequence[RooflineRow]) -> Table:
 
 
 def single_table(rows: Sequence[SingleTextRow]) -> Table:
-    from bench.verdict import _figures, _plain, _times
 
     return make_table("Single-text latency against its floor", (
-        *_plain("backend", "set", "calls", "median tokens"), *_figures("compute (ms)", "memory (ms)"),
-        *_plain("bound"), *_figures("floor (ms)", "p50 (ms)"), *_plain("n", "p50 / floor", "reached")),
+        *plain_columns("backend", "set", "calls", "median tokens"), *figure_columns("compute (ms)", "memory (ms)"),
+        *plain_columns("bound"), *figure_columns("floor (ms)", "p50 (ms)"), *plain_columns("n", "p50 / floor", "reached")),
         [(r.backend, r.text_set, r.calls, r.median_tokens, _ms(r.bound.compute_s), _ms(r.bound.memory_s),
-          r.bound.kind, r.floor_ms, r.p50_ms, r.n, "not available" if r.multiple is None else _times(r.multiple),
+          r.bound.kind, r.floor_ms, r.p50_ms, r.n, "not available" if r.multiple is None else format_times(r.multiple),
           format_percent(r.reached)) for r in rows])
 
 
 def floors_table(floors: Sequence[SetFloor]) -> Table:
-    from bench.verdict import FIGURE_DIGITS, _figures, _plain
 
     return make_table("The floor under single-text latency, per text set (lowest of the measured backends)", (
-        *_plain("set"), *_figures("floor (ms)"), *_plain("floor of", "bound",
+        *plain_columns("set"), *figure_columns("floor (ms)"), *plain_columns("floor of", "bound",
                                                           "each side's p50 as a multiple of the floor")),
         [(f.text_set, f.floor_ms, f.floor_backend, f.bound,
           ", ".join(f"{s.backend} {format_value(s.multiple, FIGURE_DIGITS)}×" for s in f.sides)) for f in floors])
@@ -90,7 +88,6 @@ def floors_table(floors: Sequence[SetFloor]) -> Table:
 def out_of_reach(floors: Sequence[SetFloor], control: str | None, speedup: float,
                  ceilings: Ceilings | None) -> tuple[OutOfReach, ...]:
     """The sets where `control` (the Ollama side) is within `speedup`× of the floor."""
-    from bench.verdict import FIGURE_DIGITS
 
     if control is None:
         return ()
@@ -150,7 +147,7 @@ def model_note(shape: ModelShape | None, config: dict[str, Any], where: str = "r
 
 def roofline_view(probe: dict[str, Any] | None, bench: dict[str, Any], control: str | None) -> RooflineView:
     """Everything the verdict's roofline section prints."""
-    from bench.decision import MIGRATION_SPEEDUP
+    from bench.analyse.decision import MIGRATION_SPEEDUP
 
     throughput = roofline_rows(bench, probe)
     single = single_text_rows(bench, probe)

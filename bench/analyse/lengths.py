@@ -15,7 +15,7 @@ from typing import Any
 
 # Two engines' tokenizers may count a special token or two differently: a smaller difference
 # is not a different input (the same slack as the runner's truncation check).
-from bench.runner import TRUNCATION_SLACK_TOKENS as LENGTH_SLACK_TOKENS
+from bench.measure.throughput import TRUNCATION_SLACK_TOKENS as LENGTH_SLACK_TOKENS
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ class AgreementFigures:
 def same_length_agreement(bench: dict[str, Any], q: dict[str, Any]) -> AgreementFigures:
     """The record's own figures when every text was embedded at the same length by both; else the
     cosine over the rest, and no rank statistics (pairs and neighbours mix in the other inputs)."""
-    from bench.quality import summarize_cosine
+    from bench.analyse.quality import summarize_cosine
     from probe.output import to_jsonable
 
     mismatch = length_mismatch(bench, q["control"], q["treatment"], q["text_set"])

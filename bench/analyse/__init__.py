@@ -1,0 +1,1 @@
+"""Pure functions over bench.json: figures, statistics, quality, roofline, the decision."""

@@ -1,0 +1,1 @@
+"""Running the backends: the two phases, scenarios, screening, batching, the workload, models."""
