@@ -1,12 +1,12 @@
 """The TD-073 workload: short (~50 tokens), long (~500) and document (~2000) texts.
 
-Texts are made offline and deterministically from a seed: embedded phrase banks of RAG-like
-content (technical documentation, support tickets, meeting notes, incident reports, policies
-and FAQs) in German, English, French, Spanish, Chinese and Japanese, with a few emoji. Each text
-is grown part by part (sentence, heading) until its length under the model's OWN tokenizer is
-within +/-10 % of the set's target, so "about 50 tokens" is measured, not assumed: every
-candidate part is tokenised once (in batches, counts cached) and summed, and the finished text
-is tokenised once more to verify the count that is recorded.
+Texts are made offline and deterministically from a seed: phrase banks of RAG-like content
+(technical documentation, support tickets, meeting notes, incident reports, policies and FAQs;
+bench/data/phrase_bank.json) in German, English, French, Spanish, Chinese and Japanese, with a
+few emoji. Each text is grown part by part (sentence, heading) until its length under the
+model's OWN tokenizer is within +/-10 % of the set's target, so "about 50 tokens" is measured,
+not assumed: every candidate part is tokenised once (in batches, counts cached) and summed, and
+the finished text is tokenised once more to verify the count that is recorded.
 
 User texts (`--texts FILE`) come in through `read_texts_file` and become one set, "user".
 
@@ -25,6 +25,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from bench.config import DATA_DIR
 
 GENERATOR_VERSION = "td073-workload/1"
 TOLERANCE = 0.10  # each generated text lies within target * (1 +/- TOLERANCE) tokens
@@ -81,319 +83,26 @@ class LoadedTexts:
 
 # --------------------------------------------------------------------------- phrase banks
 
-# {slot} placeholders; see _SLOT_VALUES / _SLOT_MAKERS / _LOCAL_SLOTS below.
-SENTENCES: dict[str, dict[str, tuple[str, ...]]] = {
-    "de": {
-        "docs": (
-            "Der Dienst {service} liest seine Konfiguration beim Start aus {path} und übernimmt spätere Änderungen erst nach einem Neustart.",
-            "Ab Version {ver} unterstützt {component} Batch-Anfragen mit bis zu {n} Einträgen pro Aufruf.",
-            "Für den Produktivbetrieb empfehlen wir mindestens {gb} GB Arbeitsspeicher und eine eigene GPU.",
-            "Die Umgebungsvariable {envvar} legt fest, welcher Embedding-Endpunkt verwendet wird.",
-            "Während der Index neu aufgebaut wird, bleibt die alte Version lesbar, bis der Wechsel abgeschlossen ist.",
-            "Alle Zeitangaben in den Logs sind in UTC; die Oberfläche rechnet sie in die lokale Zeitzone um.",
-            "Die Antwortzeit des Endpunkts {endpoint} liegt im Median bei {ms} ms, im 95. Perzentil etwa beim Dreifachen.",
-            "Dokumente werden vor dem Einbetten in Abschnitte von höchstens {n} Tokens zerlegt, mit zehn Prozent Überlappung.",
-            "Bei einem Fehler wiederholt der Client die Anfrage bis zu dreimal mit wachsender Wartezeit.",
-            "Die Vektoren haben {dim} Dimensionen und werden vor dem Speichern auf Länge eins normiert.",
-            "Zugriffe auf {endpoint} erfordern ein gültiges Token, das alle {min} Minuten erneuert wird.",
-            "Im Abschnitt Fehlerbehebung ist beschrieben, wie man einen hängenden Import-Job sicher abbricht.",
-            "Der Standardwert ist {batch}.",
-            "Siehe auch Kapitel {n}.",
-            "Die Option ist ab {ver} veraltet.",
-        ),
-        "support": (
-            "Seit dem Update auf {ver} erhalten wir beim Hochladen von PDF-Dateien den Fehler {error}.",
-            "Kundin {name} meldet, dass die Suche nach Rechnungsnummern keine Treffer mehr liefert.",
-            "Der Export nach Excel bricht nach etwa {n} Zeilen ohne Fehlermeldung ab.",
-            "Bitte prüfen, ob das Problem auch im Testsystem auftritt, bevor wir das Ticket eskalieren.",
-            "Das Zurücksetzen des Passworts funktioniert, aber die Bestätigungsmail kommt erst nach {min} Minuten an.",
-            "Ticket {ticket} wurde an das Team {team} weitergeleitet, Priorität hoch.",
-            "Der Nutzer hat den Browser-Cache geleert und sich neu angemeldet, leider ohne Erfolg.",
-            "Als Workaround kann die Datei vorerst in kleineren Teilen hochgeladen werden.",
-            "Laut Log schlägt die Verbindung zu {service} nach {s} Sekunden mit einem Timeout fehl.",
-            "Können Sie uns bitte einen Screenshot und die genaue Uhrzeit des Fehlers schicken?",
-            "Die Antworten des Chatbots enthalten manchmal Quellen, die gar nicht zum Thema passen.",
-            "Tritt seit heute früh auf.",
-            "Betrifft nur Firefox.",
-            "Ist das bekannt?",
-        ),
-        "meeting": (
-            "Teilnehmende: {name}, {name} und {name}; Protokoll: {name}.",
-            "{name} stellt die Benchmark-Ergebnisse vor: Der neue Ansatz ist etwa {pct} Prozent schneller.",
-            "Beschluss: Die Migration auf {component} wird auf den {date} verschoben.",
-            "Offener Punkt: Wer übernimmt die Dokumentation der neuen Schnittstelle?",
-            "Das Team einigt sich darauf, die Sprint-Ziele auf drei Themen zu begrenzen.",
-            "{name} klärt bis nächste Woche, ob die Lizenzkosten im Budget enthalten sind.",
-            "Die Retrospektive ergab, dass Code-Reviews zu lange liegen bleiben.",
-            "Nächster Termin: {weekday}, {date}, 10:00 Uhr im Raum {room}.",
-            "{name} weist darauf hin, dass die Testdaten keine echten Kundendaten enthalten dürfen.",
-            "Aktion: {name} legt ein Ticket für die fehlenden Metriken im Dashboard an.",
-            "Keine Einwände.",
-            "{name} übernimmt.",
-            "Vertagt.",
-        ),
-        "ops": (
-            "Um {time} Uhr stieg die Fehlerquote von {service} auf {pct} Prozent.",
-            "Ursache war ein voll gelaufenes Dateisystem auf dem Knoten {host}.",
-            "Nach dem Neustart des Pods normalisierten sich die Latenzen innerhalb von {min} Minuten.",
-            "Die GPU-Auslastung lag während des Reindexings dauerhaft über {pct} Prozent.",
-            "Das Monitoring hat den Ausfall erst nach {min} Minuten gemeldet; der Schwellwert wird angepasst.",
-            "Betroffen waren ausschließlich Anfragen mit Dokumenten über {n} Seiten.",
-            "Als Sofortmaßnahme wurde die Batch-Größe von {batch} auf {batch} reduziert.",
-            "Die Postmortem-Analyse liegt im Wiki unter {path}.",
-            "Der Speicherverbrauch von {service} wuchs über Nacht langsam auf {gb} GB an.",
-            "Ein Rollback auf Version {ver} hat das Problem vorerst behoben.",
-            "Dauer der Störung: {min} Minuten.",
-            "Status: behoben.",
-            "Alarm ausgelöst um {time} Uhr.",
-        ),
-        "policy": (
-            "Mitarbeitende können bis zu {n} Tage im Jahr mobil arbeiten, sofern das Team zustimmt.",
-            "Reisekosten müssen innerhalb von dreißig Tagen nach Rückkehr über das Portal abgerechnet werden.",
-            "Die Aufbewahrungsfrist für Buchungsbelege beträgt zehn Jahre.",
-            "Personenbezogene Daten dürfen nur für den vereinbarten Zweck verarbeitet werden.",
-            "Das Abonnement kann jederzeit zum Monatsende gekündigt werden.",
-            "Im Tarif Business sind {n} Benutzerkonten und {gb} GB Speicher enthalten.",
-            "Rückfragen zur Datenschutzerklärung richten Sie bitte an datenschutz@example.de.",
-            "Neue Kolleginnen und Kollegen erhalten am ersten Tag Laptop, Zugangskarte und eine Patin oder einen Paten.",
-            "Änderungen an produktiven Systemen brauchen eine Freigabe durch zwei Personen.",
-            "Urlaubsanträge sollten mindestens {days} Tage im Voraus gestellt werden.",
-            "Ausnahmen regelt die Teamleitung.",
-            "Gilt ab dem {date}.",
-            "Details im Intranet.",
-        ),
-    },
-    "en": {
-        "docs": (
-            "The {service} service reads its configuration from {path} at startup and picks up later changes only after a restart.",
-            "Starting with version {ver}, {component} accepts batch requests with up to {n} items per call.",
-            "For production we recommend at least {gb} GB of RAM and a dedicated GPU.",
-            "The {envvar} environment variable selects which embedding endpoint is used.",
-            "While the index is being rebuilt, the previous version stays readable until the switch completes.",
-            "All timestamps in the logs are UTC; the web interface converts them to local time.",
-            "The {endpoint} endpoint answers in {ms} ms at the median and roughly three times that at p95.",
-            "Documents are split into chunks of at most {n} tokens with a ten percent overlap before embedding.",
-            "On failure the client retries the request up to three times with exponential backoff.",
-            "Vectors have {dim} dimensions and are normalised to unit length before they are stored.",
-            "Calls to {endpoint} need a valid token, which is refreshed every {min} minutes.",
-            "The troubleshooting section explains how to cancel a stuck import job safely.",
-            "The default is {batch}.",
-            "See also chapter {n}.",
-            "This option is deprecated since {ver}.",
-        ),
-        "support": (
-            "Since the upgrade to {ver}, uploading PDF files fails with {error}.",
-            "Customer {name} reports that searching for invoice numbers no longer returns any results.",
-            "The Excel export stops after about {n} rows without an error message.",
-            "Please check whether the issue also happens on staging before we escalate the ticket.",
-            "The password reset works, but the confirmation email arrives only after {min} minutes.",
-            "Ticket {ticket} was handed over to the {team} team with high priority.",
-            "The user cleared the browser cache and signed in again, unfortunately without success.",
-            "As a workaround, the file can be uploaded in smaller parts for now.",
-            "According to the log, the connection to {service} times out after {s} seconds.",
-            "Could you send us a screenshot and the exact time the error occurred?",
-            "The assistant's answers sometimes cite sources that have nothing to do with the question.",
-            "Started this morning.",
-            "Only Firefox is affected.",
-            "Is this a known issue?",
-        ),
-        "meeting": (
-            "Attendees: {name}, {name} and {name}; notes: {name}.",
-            "{name} presents the benchmark results: the new approach is about {pct} percent faster.",
-            "Decision: the migration to {component} moves to {date}.",
-            "Open question: who owns the documentation of the new API?",
-            "The team agrees to limit the sprint goals to three topics.",
-            "{name} will find out by next week whether the licence costs are in the budget.",
-            "The retrospective showed that code reviews sit idle for too long.",
-            "Next meeting: {weekday}, {date}, 10:00 in room {room}.",
-            "{name} reminds everyone that test data must not contain real customer data.",
-            "Action item: {name} opens a ticket for the missing dashboard metrics.",
-            "No objections.",
-            "{name} takes it.",
-            "Postponed.",
-        ),
-        "ops": (
-            "At {time} the error rate of {service} rose to {pct} percent.",
-            "The root cause was a full file system on node {host}.",
-            "After the pod restart, latencies returned to normal within {min} minutes.",
-            "GPU utilisation stayed above {pct} percent for the whole reindexing run.",
-            "Monitoring raised the alert only after {min} minutes; the threshold will be lowered.",
-            "Only requests with documents longer than {n} pages were affected.",
-            "As an immediate fix, the batch size was reduced from {batch} to {batch}.",
-            "The postmortem is in the wiki under {path}.",
-            "Memory use of {service} grew slowly overnight to {gb} GB.",
-            "Rolling back to version {ver} fixed the problem for now.",
-            "Outage duration: {min} minutes.",
-            "Status: resolved.",
-            "Alert fired at {time}.",
-        ),
-        "policy": (
-            "Employees may work remotely up to {n} days a year if their team agrees.",
-            "Travel expenses must be claimed through the portal within thirty days of returning.",
-            "Accounting records are kept for ten years.",
-            "Personal data may only be processed for the agreed purpose.",
-            "The subscription can be cancelled at the end of any month.",
-            "The Business plan includes {n} user accounts and {gb} GB of storage.",
-            "Please send questions about the privacy policy to privacy@example.com.",
-            "New colleagues receive a laptop, an access card and a buddy on their first day.",
-            "Changes to production systems need approval from two people.",
-            "Leave requests should be submitted at least {days} days in advance.",
-            "Team leads decide on exceptions.",
-            "Effective from {date}.",
-            "Details are on the intranet.",
-        ),
-    },
-    "fr": {
-        "docs": (
-            "Le service {service} lit sa configuration dans {path} au démarrage.",
-            "Depuis la version {ver}, {component} accepte des lots de {n} documents par requête.",
-            "Les vecteurs ont {dim} dimensions et sont normalisés avant d'être enregistrés.",
-            "Pendant la reconstruction de l'index, l'ancienne version reste disponible en lecture.",
-            "Le point d'accès {endpoint} répond en {ms} ms en médiane.",
-            "Les documents sont découpés en segments d'au plus {n} jetons avant l'indexation.",
-        ),
-        "support": (
-            "Depuis la mise à jour {ver}, l'envoi de fichiers PDF échoue avec l'erreur {error}.",
-            "La cliente {name} signale que la recherche ne renvoie plus aucun résultat.",
-            "Pouvez-vous nous envoyer une capture d'écran et l'heure exacte de l'erreur ?",
-            "Le ticket {ticket} a été transmis à l'équipe {team} avec une priorité haute.",
-            "En attendant, le fichier peut être envoyé en plusieurs parties.",
-        ),
-        "meeting": (
-            "Participants : {name}, {name} et {name}.",
-            "Décision : la migration vers {component} est reportée au {date}.",
-            "{name} présente les résultats : la nouvelle approche est environ {pct} % plus rapide.",
-            "Point ouvert : qui rédige la documentation de la nouvelle interface ?",
-            "Prochaine réunion le {date} à 10 h, salle {room}.",
-        ),
-    },
-    "es": {
-        "docs": (
-            "El servicio {service} lee su configuración desde {path} al arrancar.",
-            "A partir de la versión {ver}, {component} admite lotes de hasta {n} elementos.",
-            "Los vectores tienen {dim} dimensiones y se normalizan antes de guardarse.",
-            "Mientras se reconstruye el índice, la versión anterior sigue disponible.",
-            "El endpoint {endpoint} responde en {ms} ms de mediana.",
-        ),
-        "support": (
-            "Desde la actualización a {ver}, la subida de archivos PDF falla con {error}.",
-            "El cliente {name} informa de que la búsqueda ya no devuelve resultados.",
-            "¿Podría enviarnos una captura de pantalla y la hora exacta del error?",
-            "El ticket {ticket} se ha pasado al equipo {team} con prioridad alta.",
-            "Como solución temporal, el archivo puede subirse en partes más pequeñas.",
-        ),
-        "meeting": (
-            "Asistentes: {name}, {name} y {name}.",
-            "Decisión: la migración a {component} se aplaza al {date}.",
-            "{name} presenta los resultados: el nuevo enfoque es un {pct} % más rápido.",
-            "Pregunta abierta: ¿quién se encarga de documentar la nueva API?",
-            "Próxima reunión: {date} a las 10:00 en la sala {room}.",
-        ),
-    },
-    "zh": {
-        "docs": (
-            "服务 {service} 在启动时从 {path} 读取配置。",
-            "从 {ver} 版本开始，{component} 支持每次请求最多 {n} 条数据。",
-            "向量维度为 {dim}，存储前会进行归一化处理。",
-            "重建索引期间，旧版本仍然可以正常查询。",
-            "接口 {endpoint} 的中位响应时间约为 {ms} 毫秒。",
-        ),
-        "support": (
-            "升级到 {ver} 之后，上传 PDF 文件时出现错误 {error}。",
-            "客户 {name} 反馈搜索发票号码时没有任何结果。",
-            "请提供截图以及出错的具体时间。",
-            "工单 {ticket} 已转交给 {team} 团队处理。",
-        ),
-        "meeting": (
-            "参会人员：{name}、{name} 和 {name}。",
-            "决定：迁移到 {component} 的工作推迟到 {date}。",
-            "{name} 介绍了测试结果，新方案大约快 {pct}%。",
-            "待定事项：由谁负责编写新接口的文档？",
-        ),
-    },
-    "ja": {
-        "docs": (
-            "サービス {service} は起動時に {path} から設定を読み込みます。",
-            "バージョン {ver} 以降、{component} は1回のリクエストで最大 {n} 件を処理できます。",
-            "ベクトルは {dim} 次元で、保存前に正規化されます。",
-            "インデックスの再構築中も、旧バージョンは引き続き検索できます。",
-            "エンドポイント {endpoint} の応答時間の中央値は約 {ms} ミリ秒です。",
-        ),
-        "support": (
-            "{ver} へのアップデート以降、PDF のアップロードで {error} が発生します。",
-            "{name} 様から、請求書番号で検索しても結果が表示されないとの報告がありました。",
-            "エラーが発生した正確な時刻とスクリーンショットを送っていただけますか。",
-            "チケット {ticket} は {team} チームに引き継がれました。",
-        ),
-        "meeting": (
-            "参加者：{name}、{name}、{name}。",
-            "決定事項：{component} への移行は {date} に延期します。",
-            "{name} さんがベンチマーク結果を報告し、新方式は約 {pct}% 高速でした。",
-            "未決事項：新しい API のドキュメントは誰が担当しますか。",
-        ),
-    },
-}
 
-# Tiny parts to close the last gap to the target without overshooting it.
-FRAGMENTS: dict[str, tuple[str, ...]] = {
-    "de": ("Danke.", "OK.", "Erledigt.", "Siehe Anhang.", "Status: offen.", "Bitte prüfen.", "Viele Grüße"),
-    "en": ("Thanks.", "OK.", "Done.", "See attached.", "Status: open.", "Please check.", "Cheers"),
-    "fr": ("Merci.", "OK.", "Voir pièce jointe.", "Cordialement"),
-    "es": ("Gracias.", "OK.", "Ver adjunto.", "Saludos"),
-    "zh": ("谢谢。", "好。", "见附件。", "已完成。"),
-    "ja": ("以上です。", "了解。", "対応済み。", "添付参照。"),
-}
+def _tuples(value: Any) -> Any:
+    """JSON lists back into the tuples the generator deals from (immutable, as before)."""
+    if isinstance(value, dict):
+        return {key: _tuples(item) for key, item in value.items()}
+    return tuple(value) if isinstance(value, list) else value
 
-HEADINGS: dict[str, tuple[str, ...]] = {
-    "de": ("Überblick", "Installation", "Konfiguration", "Fehlerbehebung", "Offene Punkte", "Ergebnisse",
-           "Nächste Schritte", "Hintergrund", "Details", "Anmerkungen"),
-    "en": ("Overview", "Installation", "Configuration", "Troubleshooting", "Open questions", "Results",
-           "Next steps", "Background", "Details", "Notes"),
-    "fr": ("Aperçu", "Configuration", "Dépannage", "Résultats", "Prochaines étapes"),
-    "es": ("Resumen", "Configuración", "Solución de problemas", "Resultados", "Próximos pasos"),
-    "zh": ("概述", "配置", "故障排除", "结果", "下一步"),
-    "ja": ("概要", "設定", "トラブルシューティング", "結果", "今後の予定"),
-}  # fmt: skip
 
-TITLES: dict[str, tuple[str, ...]] = {
-    "de": ("Betriebshandbuch {component} {ver}", "Protokoll Plattform-Sync vom {date}", "Störungsbericht {ticket}",
-           "Leitfaden: Embeddings mit {component}"),
-    "en": ("{component} {ver} operations handbook", "Platform sync notes, {date}", "Incident report {ticket}",
-           "Guide: embeddings with {component}"),
-    "fr": ("Manuel d'exploitation {component} {ver}", "Compte rendu du {date}"),
-    "es": ("Manual de operación de {component} {ver}", "Acta de la reunión del {date}"),
-    "zh": ("{component} {ver} 运维手册", "{date} 会议纪要"),
-    "ja": ("{component} {ver} 運用マニュアル", "{date} 議事録"),
-}  # fmt: skip
-
-EMOJI: tuple[str, ...] = ("👍", "✅", "⚠️", "🚀", "🙏", "🔥", "📎", "🤔")
+# Phrases are data (bench/data/phrase_bank.json); how they are dealt and filled is code, below.
+# Templates hold {slot} placeholders: see _SLOT_VALUES / _SLOT_MAKERS / _LOCAL_SLOTS.
+_BANK = _tuples(json.loads((DATA_DIR / "phrase_bank.json").read_text(encoding="utf-8")))
+SENTENCES: dict[str, dict[str, tuple[str, ...]]] = _BANK["sentences"]
+FRAGMENTS: dict[str, tuple[str, ...]] = _BANK["fragments"]  # close the last gap without overshooting
+HEADINGS: dict[str, tuple[str, ...]] = _BANK["headings"]
+TITLES: dict[str, tuple[str, ...]] = _BANK["titles"]
+EMOJI: tuple[str, ...] = _BANK["emoji"]
+_SLOT_VALUES: dict[str, tuple[str, ...]] = _BANK["slot_values"]
+_LOCAL_SLOTS: dict[str, dict[str, tuple[str, ...]]] = _BANK["local_slots"]
 EMOJI_DOMAINS = frozenset({"support", "meeting"})
 EMOJI_SHARE = 0.15
-
-_SLOT_VALUES: dict[str, tuple[str, ...]] = {
-    "service": ("embedding-service", "search-api", "ingest-worker", "auth-gateway", "ollama", "vector-db",
-                "reranker", "ocr-pipeline"),
-    "component": ("Qdrant", "PostgreSQL", "Redis", "Kubernetes", "BGE-M3", "Elasticsearch", "FastAPI", "Celery",
-                  "Grafana", "pgvector"),
-    "path": ("/etc/app/config.yaml", "docs/runbooks/embeddings.md", "/var/log/ingest/worker.log",
-             "wiki/Betrieb/Postmortems", "deploy/helm/values.yaml"),
-    "envvar": ("EMBEDDING_URL", "OLLAMA_HOST", "MAX_BATCH_SIZE", "INDEX_SHARDS", "EMBED_TIMEOUT_S"),
-    "endpoint": ("/api/embed", "/v1/search", "/health", "/api/documents", "/v1/rerank"),
-    "error": ("HTTP 500", "HTTP 413 Payload Too Large", "ERR_CONNECTION_RESET", "CUDA error: out of memory",
-              "TimeoutError", "PermissionDenied"),
-    "name": ("Anna", "Jonas", "Mehmet", "Lea", "Priya", "Lukas", "Sophie", "Tobias", "Fatima", "Chen Wei", "Marie",
-             "Paul", "Kenji", "Lucía"),
-    "team": ("Plattform", "Search", "Data", "Support L2", "Infra", "Security"),
-    "room": ("Rhein", "Elbe", "Spree", "A3.14", "Main"),
-    "gb": ("8", "16", "32", "64", "128"),
-    "dim": ("384", "768", "1024"),
-    "batch": ("8", "16", "32", "64", "128", "256"),
-}  # fmt: skip
-
-_LOCAL_SLOTS: dict[str, dict[str, tuple[str, ...]]] = {
-    "de": {"weekday": ("Montag", "Dienstag", "Mittwoch", "Donnerstag", "Freitag")},
-    "en": {"weekday": ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday")},
-}
 
 _SLOT_MAKERS = {
     "n": lambda r: str(r.randint(2, 500)),
