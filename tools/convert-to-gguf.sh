@@ -17,10 +17,15 @@ python=${PYTHON:-python3}
 [ -f "$model/config.json" ] || { echo "error: $model has no config.json: not a Hugging Face model folder" >&2; exit 2; }
 llama=$(PYTHON="$python" "$(dirname "$0")/build-llama-server.sh" | tail -1)
 mkdir -p "$out"
+# An XLM-R folder with only tokenizer.json (no sentencepiece.bpe.model) needs its normaliser in
+# the form the converter reads: staged as links plus two rewritten files (see that script).
+# The staged folder keeps the model's own name: the converter writes it into the GGUF's metadata.
+trap 'rm -rf "$out/.staged"' EXIT
+source_dir=$("$python" "$(dirname "$0")/converter_tokenizer.py" "$model" "$out/.staged/$(basename "$(realpath "$model")")")
 for type in $types; do
   target="$out/$name-$type.gguf"
   # Converted next to the target and moved into place: a failed run leaves no half-written GGUF.
-  "$python" "$llama/convert_hf_to_gguf.py" "$model" --outtype "$type" --outfile "$target.partial" \
+  "$python" "$llama/convert_hf_to_gguf.py" "$source_dir" --outtype "$type" --outfile "$target.partial" \
     >"$out/.convert-$type.log" 2>&1 || { tail -20 "$out/.convert-$type.log" >&2; rm -f "$target.partial"; exit 1; }
   mv "$target.partial" "$target"
   rm -f "$out/.convert-$type.log"

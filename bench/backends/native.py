@@ -150,7 +150,7 @@ class NativeBackend:
 
     def _require_model(self) -> Any:
         if self._model is None:
-            raise BackendError(f"model not loaded; call load() first.")
+            raise BackendError("model not loaded; call load() first.")
         return self._model
 
     def _is_cuda(self) -> bool:
@@ -174,7 +174,7 @@ class NativeBackend:
 
     async def load(self) -> LoadReport:
         if self._model is not None:
-            raise BackendError(f"already loaded; call unload() first.")
+            raise BackendError("already loaded; call unload() first.")
         return await self._run(self._load_sync)
 
     def _load_sync(self) -> LoadReport:
