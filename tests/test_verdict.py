@@ -116,6 +116,15 @@ def test_environment_says_when_native_fp32_ran_as_tf32():
     assert _fp32_matmul_text(None) is None
 
 
+def test_readme_excerpt_is_the_golden_verdicts_opening():
+    """The README shows the layout from this golden file; a template change must carry it along."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = readme.split("```markdown\n# TD-073 verdict", 1)[1].split("```", 1)[0]
+    excerpt = "# TD-073 verdict" + block
+    assert (RESULTS / "conditional.verdict.golden.md").read_text().startswith(excerpt)
+    assert excerpt.count("\n- ") >= 3
+
+
 # ------------------------------------------------------------------ numbers for people
 
 GOLDEN = (RESULTS / "conditional.verdict.golden.md", RESULTS / "conditional.follow-up.golden.md")
