@@ -112,11 +112,21 @@ def test_one_bad_pass_out_of_three_does_not_turn_a_faster_native_into_keep():
     assert decision.sets[0].speed_class is SpeedClass.FASTER and decision.borderline
 
 
-def test_a_similar_ratio_with_a_wide_ci_stays_similar_and_says_it_is_borderline():
+def test_a_similar_ratio_whose_ci_reaches_the_faster_band_cannot_keep_ollama():
+    """Issue 14: "similar" only when the CI lies inside the band. 1.2× with CI 0.7–1.6 may be faster:
+    neither Keep nor Migrate, the conditional middle, saying what would settle it."""
     comparison = SpeedComparison("short", "throughput (best setting)", 1.2, 0.7, 1.6, "test", (3, 3))
     decision = decide(replace(BASE, throughput=(comparison,)))
-    assert decision.outcome is Outcome.KEEP and decision.borderline
-    assert decision.reasons[0].startswith("'short': native similar (1.20×")
+    assert decision.outcome is Outcome.CONDITIONAL and decision.borderline
+    assert decision.sets[0].speed_class is SpeedClass.SIMILAR
+    assert decision.reasons[0].startswith("similar only as far as the passes can tell: 'short' reaches 1.60×")
+    assert "passes per side" in decision.reasons[0]
+
+
+@pytest.mark.parametrize("ratio, low, high", [(1.05, 0.95, 1.15), (0.9, 0.7, 1.1), (0.6, 0.5, 0.7)])
+def test_similar_or_slower_with_the_ci_below_the_faster_band_keeps_ollama(ratio, low, high):
+    comparison = SpeedComparison("short", "throughput (best setting)", ratio, low, high, "test", (3, 3))
+    assert decide(replace(BASE, throughput=(comparison,))).outcome is Outcome.KEEP
 
 
 def test_native_clearly_slower_on_single_text_latency_makes_a_migration_conditional():
@@ -139,11 +149,24 @@ def test_no_ci_cannot_claim_two_x():
     assert decide(replace(BASE, throughput=(comparison,))).outcome is Outcome.CONDITIONAL
 
 
-def test_settle_estimate_is_consistent_with_the_ci_shrinking_as_one_over_root_n():
+def test_settle_estimate_is_the_fewest_passes_whose_welch_interval_clears_the_threshold():
+    """Checked against scipy directly: with today's standard error shrinking as 1/sqrt(n) and t at
+    2(n-1) degrees of freedom, the interval at the named n clears 2.0×, at n-1 it does not."""
+    import math
+    import re
+
+    from scipy import stats
+
     comparison = SpeedComparison("s", "throughput (best setting)", 2.2, 1.8, 2.6, "test", (3, 3))
     reading = read_set(comparison)
-    # half width 0.4 at n=3; needs < 0.2 (= 2.2 - 2.0): n = 3 * (0.4/0.2)^2 = 12
-    assert "about 12 passes" in reading.settle
+    n = int(re.search(r"about (\d+) passes", reading.settle).group(1))
+    standard_error = math.log(2.6 / 1.8) / 2 / stats.t.ppf(0.975, 4)
+
+    def half_width(passes: int) -> float:
+        return stats.t.ppf(0.975, 2 * (passes - 1)) * standard_error * math.sqrt(3 / passes)
+
+    assert half_width(n) < math.log(2.2 / 2.0) <= half_width(n - 1)
+    assert n == 7  # not the 12 that reusing today's t (2.78 at 4 degrees of freedom) would claim
 
 
 @pytest.mark.parametrize("placement", ["partial", "cpu"])
@@ -198,10 +221,36 @@ def test_a_dead_ollama_server_is_still_inconclusive():
     assert "not reachable" in decision.reasons[0]
 
 
-def test_incompatible_probe_closes_the_td_whatever_the_speed():
-    decision = decide(replace(BASE, probe_status="incompatible", probe_reason="kernels: matmul bf16 wrong"))
+@pytest.mark.parametrize("bench_side", [{"native_device": "cpu"}, {"quality_ok": None}, {"quality_ok": False},
+                                        {"throughput": ()}])
+def test_incompatible_probe_closes_the_td_whatever_the_speed(bench_side):
+    decision = decide(replace(BASE, probe_status="incompatible", probe_reason="kernels: matmul bf16 wrong",
+                              **bench_side))
     assert decision.outcome is Outcome.CLOSE
     assert "matmul bf16" in decision.reasons[0]
+
+
+def test_incompatible_probe_contradicted_by_a_working_native_run_is_inconclusive():
+    """Native measured on the GPU with vectors matching Ollama's: the probe's verdict is in doubt."""
+    decision = decide(replace(BASE, probe_status="incompatible", probe_reason="kernels: matmul bf16 wrong"))
+    assert decision.outcome is Outcome.INCONCLUSIVE
+    assert "matmul bf16" in decision.reasons[0] and "re-run the probe" in decision.reasons[0]
+
+
+def test_texts_only_ollama_fails_rule_out_keep():
+    """Issue 10: "the current service cannot embed 76 of 1,217 texts" is not "Keep Ollama", however similar the speed."""
+    similar = replace(BASE, throughput=tput(1.0, 1.05, spread=0.05),
+                      ollama_text_failures=("ollama could not embed 76 of 1217 short texts: NaN; native-fp16 embeds all 76",))
+    assert decide(similar).outcome is Outcome.KEEP  # the line alone is not the count
+    decision = decide(replace(similar, ollama_only_failures=76))
+    assert decision.outcome is Outcome.CONDITIONAL
+    assert decision.reasons[0].startswith("not as fast to matter, but Ollama cannot embed 76 texts that native embeds")
+
+
+def test_a_set_one_side_cannot_embed_at_all_rules_out_migration():
+    decision = decide(replace(BASE, sets_without_comparison=("documents",)))
+    assert decision.outcome is Outcome.CONDITIONAL
+    assert "no speed comparison on 'documents': one side could embed none of its texts" in decision.reasons
 
 
 @pytest.mark.parametrize("change, says", [
@@ -245,11 +294,21 @@ def test_a_set_without_a_throughput_comparison_is_missing_unless_a_side_embeds_n
     bench = json.loads(fixture.read_text())
     bench["failures"].append({"backend": "native-fp16", "text_set": "documents", "scenario": "throughput",
                               "error": "batch_size=1 did not fit in device memory (out of memory)"})
-    gaps = uncompared_sets(bench, {"short", "long"}, "ollama", "native-fp16")
+    gaps, findings = uncompared_sets(bench, {"short", "long"}, "ollama", "native-fp16")
     assert gaps == ["no throughput comparison on 'documents' (batch_size=1 did not fit in device memory "
-                    "(out of memory))"]
+                    "(out of memory))"] and findings == []
     size = len(next(s for s in bench["workload"]["sets"] if s["name"] == "documents")["token_counts"])
-    bench["screening"].append({"backend": "ollama", "text_set": "documents", "flaky": [], "calls": 1, "texts": size,
-                               "failures": [{"backend": "ollama", "text_set": "documents", "index": i,
-                                             "error": "NaN", "http_status": 500} for i in range(size)]})
-    assert uncompared_sets(bench, {"short", "long"}, "ollama", "native-fp16") == []
+
+    def ollama_fails_every_document(error: str) -> None:
+        bench["screening"] = [r for r in bench["screening"] if (r["backend"], r["text_set"]) != ("ollama", "documents")]
+        bench["screening"].append({"backend": "ollama", "text_set": "documents", "flaky": [], "calls": 1,
+                                   "texts": size, "failures": [{"backend": "ollama", "text_set": "documents", "index": i,
+                                                                "error": error, "http_status": 500}
+                                                               for i in range(size)]})
+
+    ollama_fails_every_document("Ollama at http://h answered HTTP 500: embedding contains NaN or Inf values")
+    assert uncompared_sets(bench, {"short", "long"}, "ollama", "native-fp16") == ([], ["documents"])
+    # The same for every text, but an error no per-text cause explains: the runner died, not the texts.
+    ollama_fails_every_document("Ollama at http://h answered HTTP 500: llama runner process has terminated")
+    gaps, findings = uncompared_sets(bench, {"short", "long"}, "ollama", "native-fp16")
+    assert findings == [] and "a server failure, check its log and re-run" in gaps[0]

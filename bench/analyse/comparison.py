@@ -17,7 +17,7 @@ from bench.analyse.decision import (
 )
 from bench.analyse.figures import backend_names, set_figures, text_set_names
 from bench.analyse.lengths import length_mismatch, same_length_agreement
-from bench.analyse.stats import ratio_of_few, ratio_with_spread
+from bench.analyse.stats import geometric_mean, ratio_of_few, ratio_with_spread
 from bench.measure.standin_model import recorded_weights_label
 from probe.view import FIGURE_DIGITS, format_value
 
@@ -98,12 +98,13 @@ def speed_comparisons(bench: dict[str, Any], control: str, treatment: str, probe
             # Geometric means of the fresh passes with Welch's interval; one pass a side: the point only.
             spread = (ratio_of_few(tb.pass_rates, cb.pass_rates)
                       if min(len(tb.pass_rates), len(cb.pass_rates)) >= 2 else None)
+            # The figures shown are the ones the ratio is made of: geometric means of the deciding passes.
+            rate_t, rate_c = geometric_mean(tb.pass_rates), geometric_mean(cb.pass_rates)
             throughput.append(SpeedComparison(
-                text_set, "throughput (best setting)", spread.ratio if spread else tb.texts_per_s / cb.texts_per_s,
+                text_set, "throughput (best setting)", spread.ratio if spread else rate_t / rate_c,
                 spread.ci95_low if spread else None, spread.ci95_high if spread else None,
-                f"{format_value(tb.texts_per_s, FIGURE_DIGITS)} vs {format_value(cb.texts_per_s, FIGURE_DIGITS)} "
-                f"texts/s, "
-                f"{tb.label} vs {cb.label}, {tb.passes} vs {cb.passes} passes, "
+                f"{format_value(rate_t, FIGURE_DIGITS)} vs {format_value(rate_c, FIGURE_DIGITS)} texts/s "
+                f"(geometric means of {tb.passes} vs {cb.passes} passes), {tb.label} vs {cb.label}, "
                 + _texts_compared(screening, control, treatment, text_set, tb.texts + tb.excluded),
                 (tb.passes, cb.passes)))
         if c.single_samples_ms and t.single_samples_ms:
@@ -216,6 +217,11 @@ def decision_inputs(probe: dict[str, Any] | None, bench: dict[str, Any]) -> tupl
                        + _failure_hint(bench, "ollama"))
     if treatment is None:
         missing.append("the native side was not measured" + _failure_hint(bench, "native"))
+    profile = bench["config"]["profile"]
+    if not profile.get("answers_ticket", True):
+        sizes = "/".join(str(n) for n in profile["set_sizes"].values())
+        missing.append(f"profile '{profile['name']}' checks the tool ({profile['model']}, {sizes} texts), it is not "
+                       "TD-073's workload: run the td073 profile (make bench PROFILE=td073)")
     random_weights = recorded_weights_label(bench)
     if random_weights:
         missing.append(f"{random_weights} — the native model is a stand-in with seeded random weights "
@@ -224,10 +230,12 @@ def decision_inputs(probe: dict[str, Any] | None, bench: dict[str, Any]) -> tupl
     quality_ok, quality_problems = (None, [])
     throughput: list[SpeedComparison] = []
     latency: list[SpeedComparison] = []
+    without_comparison: list[str] = []
     if control and treatment:
         quality_ok, quality_problems = quality_issues_for(bench, control, treatment)
         throughput, latency = speed_comparisons(bench, control, treatment, probe)
-        missing += uncompared_sets(bench, {c.text_set for c in throughput}, control, treatment)
+        gaps, without_comparison = uncompared_sets(bench, {c.text_set for c in throughput}, control, treatment)
+        missing += gaps
     overall = (probe or {}).get("overall", {})
     native_device = _description(bench, treatment).get("device") if treatment else None
     inputs = DecisionInputs(
@@ -246,26 +254,50 @@ def decision_inputs(probe: dict[str, Any] | None, bench: dict[str, Any]) -> tupl
         ollama_placement=_description(bench, control).get("offload") if control else "gpu",
         ollama_text_failures=tuple(text_failure_lines(bench, control, treatment)) if control else (),
         native_text_failures=tuple(text_failure_lines(bench, treatment, control)) if treatment else (),
+        ollama_only_failures=ollama_only_failures(bench, control, treatment) if control and treatment else 0,
+        sets_without_comparison=tuple(without_comparison),
     )
     return inputs, control, treatment
 
 
-def uncompared_sets(bench: dict[str, Any], compared: set[str], control: str, treatment: str) -> list[str]:
-    """A text set without a throughput comparison is missing evidence -- unless one side could
-    embed none of its texts, which text_failure_lines names as a finding or an issue."""
+def uncompared_sets(bench: dict[str, Any], compared: set[str], control: str, treatment: str
+                    ) -> tuple[list[str], list[str]]:
+    """(gaps, findings) for the text sets without a throughput comparison. A set one side could
+    embed none of is a finding (Ollama) or an issue (native), which text_failure_lines names --
+    but when Ollama failed every text with an error no known per-text cause explains (a runner
+    that died, not the texts), the set is a gap: missing evidence, as for a server that is down."""
+    from bench.analyse.field_knowledge import known_per_text_error
     from bench.analyse.figures import text_failures
 
-    gaps = []
+    gaps, findings = [], []
     for s in bench["workload"]["sets"]:
-        if s["name"] in compared:
+        name, size = s["name"], len(s["token_counts"])
+        if name in compared:
             continue
-        size = len(s["token_counts"])
-        if any(size and len(text_failures(bench, b, s["name"])) == size for b in (control, treatment)):
+        failed = {b: text_failures(bench, b, name) for b in (control, treatment)}
+        whole = [b for b in (control, treatment) if size and len(failed[b]) == size]
+        unexplained = control in whole and not all(known_per_text_error(f["error"]) for f in failed[control])
+        if whole and not unexplained:
+            findings.append(name)
             continue
-        why = next((f["error"] for f in bench["failures"] if f.get("text_set") == s["name"]
-                    and f["backend"] in (control, treatment)), "no complete throughput pass on one side")
-        gaps.append(f"no throughput comparison on '{s['name']}' ({why})")
-    return gaps
+        if unexplained:
+            why = (f"{control} failed every text with an error no known per-text cause explains, "
+                   f"{failed[control][0]['error']}: a server failure, check its log and re-run")
+        else:
+            why = next((f["error"] for f in bench["failures"]
+                        if f.get("text_set") == name and f["backend"] in (control, treatment)),
+                       "no complete throughput pass on one side")
+        gaps.append(f"no throughput comparison on '{name}' ({why})")
+    return gaps, findings
+
+
+def ollama_only_failures(bench: dict[str, Any], control: str, treatment: str) -> int:
+    """Texts the Ollama side could not embed that the native side embedded, over all sets."""
+    from bench.analyse.figures import text_failures
+
+    return sum(len({f["index"] for f in text_failures(bench, control, name)}
+                   - {f["index"] for f in text_failures(bench, treatment, name)})
+               for name in text_set_names(bench))
 
 
 def _description(bench: dict[str, Any], backend: str | None) -> dict[str, Any]:

@@ -4,9 +4,11 @@ The rule, in the order it is applied (RULES below prints it in every verdict; th
 decision table says the same, and a test holds the two together):
 
 1. Probe. "incompatible" (a critical check failed on the GPU: kernels wrong or no dtype gives
-   finite vectors) closes the TD. A probe that did not run on the target, or could not run a
-   critical check, leaves it Inconclusive. A configuration (forced TF32) or a model that cannot
-   be downloaded is never "incompatible".
+   finite vectors) closes the TD -- unless the bench ran native on the GPU with vectors that
+   match Ollama's: then probe and bench disagree and the answer is Inconclusive. A probe that
+   did not run on the target, or could not run a critical check, leaves it Inconclusive. A
+   configuration (forced TF32), a model that cannot be downloaded, memory other processes hold
+   or a crashed check is never "incompatible".
 2. Evidence. Both sides measured, native on the GPU, the bench complete, a throughput and a
    quality comparison: without any of them the answer is Inconclusive, naming what is missing.
    Per-text failures are not missing evidence: the rest of the texts are compared.
@@ -15,19 +17,24 @@ decision table says the same, and a test holds the two together):
    t on the logs). A set is read by its ratio: "≥ 2× faster" (and only when the CI's lower
    bound is ≥ 2.0, else "faster"), "faster" from 1.25, "similar" inside (0.8, 1.25), "slower"
    below. A CI that crosses a threshold makes the set "borderline": it keeps that reading,
-   never more than "faster", and the verdict says how many passes would settle it; "similar"
-   with a CI beyond the band is similar only as far as the passes can tell.
-4. Outcome. Every set ≥ 2× and no issue: Create Migration TD. Every set similar or slower:
-   Keep Ollama. Anything else (faster below 2×, sets that differ, or issues): the conditional
-   TD, naming the sets. Every text set must have a comparison; one Ollama cannot embed at
-   all is a finding, one native cannot embed is an issue, any other gap is missing evidence.
+   never more than "faster", and the verdict says how many passes would settle it. "Similar"
+   holds only with the CI inside the band: a similar ratio whose CI reaches 1.25 cannot keep
+   Ollama (nor can a faster one whose CI reaches down into the band migrate): both give the
+   conditional outcome, the middle answer when the passes cannot tell.
+4. Outcome. Every set compared and ≥ 2×, and no issue: Create Migration TD. Every set similar
+   (its CI below 1.25) or slower, and no text that only Ollama fails: Keep Ollama. Anything else (faster below 2×,
+   sets that differ, issues, a set not compared): the conditional TD, naming the sets. Every
+   text set must have a comparison; one Ollama cannot embed at all for a known per-text cause
+   (bench/data/field_knowledge.json) is a finding, one native cannot embed is an issue, any
+   other gap (Ollama failing a whole set with an unexplained error included) is missing evidence.
 5. Issues make a migration conditional: probe workarounds, vectors that do not agree, texts
    one side truncated, texts native cannot embed, Ollama's placement not verified, native
    slower on single-text latency (its CI below 0.8).
 6. Ollama not fully on the GPU (/api/ps size_vram < size): a faster native is not credited
    (Inconclusive, with the fix); a native that is not faster even then still keeps Ollama.
 7. Texts Ollama cannot embed while native can are findings, named with count and error; they
-   do not make the answer Inconclusive.
+   do not make the answer Inconclusive, and they rule out "Keep Ollama" (the current service
+   would need a workaround for them).
 8. Single-text latency is reported beside the decision, read against its physical floor: one
    query text is memory-bound and both sides share that floor (see the roofline), so a ratio
    near 1 does not undo a throughput win; only a native that is clearly slower (rule 5) counts.
@@ -47,23 +54,27 @@ COSINE_P1_MIN = 0.98
 NEIGHBOUR_AGREEMENT_MIN = 0.90  # mean top-10 overlap between Ollama and native rankings
 
 RULES: tuple[tuple[str, str], ...] = (
-    ("probe", "“incompatible” (a critical check failed on the GPU) closes the TD; a probe not run on the "
+    ("probe", "“incompatible” (a critical check failed on the GPU) closes the TD, unless the bench ran native "
+              "on the GPU with matching vectors (then Inconclusive: the two disagree); a probe not run on the "
               "target, or with a critical check not run, is Inconclusive"),
     ("evidence", "both sides measured, native on the GPU, the bench complete, throughput and quality "
                  "compared; otherwise Inconclusive, naming what is missing"),
     ("speed", f"throughput at each side's best setting, per text set: the native/Ollama ratio over fresh whole "
               f"passes with its 95 % CI; ≥ {MIGRATION_SPEEDUP:g}× only when the CI's lower bound is ≥ "
               f"{MIGRATION_SPEEDUP:g}; faster from {SIMILAR_BELOW:g}; similar inside ({SIMILAR_ABOVE:g}, "
-              f"{SIMILAR_BELOW:g}); slower below; a CI across a threshold is borderline, never more than faster"),
-    ("outcome", f"every set ≥ {MIGRATION_SPEEDUP:g}× and no issue: Create Migration TD; every set similar "
-                "or slower: Keep Ollama; anything else: conditional TD, naming the sets; a set without a "
-                "comparison is missing evidence unless one side cannot embed it at all"),
+              f"{SIMILAR_BELOW:g}); slower below; a CI across a threshold is borderline, never more than faster, and similar only with the "
+              f"CI inside the band"),
+    ("outcome", f"every set compared and ≥ {MIGRATION_SPEEDUP:g}×, and no issue: Create Migration TD; every set "
+                f"similar (CI below {SIMILAR_BELOW:g}) or slower and no text only Ollama fails: Keep Ollama; anything "
+                "else: conditional TD, "
+                "naming the sets; a set without a comparison is missing evidence unless one side cannot embed "
+                "it at all for a known per-text cause"),
     ("issues", "probe workarounds, vectors that do not agree, texts one side truncated, texts native "
                "cannot embed, Ollama's placement not verified, native slower on single-text latency: a "
                "migration becomes conditional"),
     ("placement", "Ollama not fully on the GPU: a faster native is not credited (Inconclusive, with the fix)"),
     ("findings", "texts Ollama cannot embed while native can are named with count and error; they do not "
-                 "make the answer Inconclusive"),
+                 "make the answer Inconclusive, and they rule out Keep Ollama"),
     ("latency", "single-text latency is reported beside the decision, against its physical floor (one text is "
                 "memory-bound: both sides share that floor); only a native clearly slower on it is an issue"),
     ("quality", f"per-text cosine mean ≥ {COSINE_MEAN_MIN} and p1 ≥ {COSINE_P1_MIN}; top-10 neighbour "
@@ -132,7 +143,10 @@ class SetSpeed:
 
 def read_set(comparison: SpeedComparison) -> SetSpeed:
     """The rule's reading of one throughput comparison (pure): the ratio's class, "≥ 2×" only
-    with the CI's lower bound at 2 or above; borderline when the CI crosses a threshold."""
+    with the CI's lower bound at 2 or above; borderline when the CI crosses a threshold, with
+    the passes that would settle it."""
+    from bench.analyse.stats import passes_to_clear
+
     r, low, high = comparison.ratio, comparison.ci95_low, comparison.ci95_high
     point = classify(r)
     if low is None or high is None:
@@ -140,20 +154,16 @@ def read_set(comparison: SpeedComparison) -> SetSpeed:
         cls = SpeedClass.FASTER if point is SpeedClass.MIGRATION else point
         return SetSpeed(comparison, cls, (), "no CI: repeat the best setting (profile best_setting_passes ≥ 2)")
     straddles = tuple(t for t in THRESHOLDS if low < t <= high)
-    cls = SpeedClass.FASTER if point is SpeedClass.MIGRATION and low < MIGRATION_SPEEDUP else point
     settle = None
     if straddles:
         threshold = min(straddles, key=lambda t: abs(math.log(t / r)))
-        passes = min(comparison.passes) or 1
-        half_width = math.log(high / low) / 2  # the interval is symmetric in log space
-        distance = abs(math.log(r / threshold))
-        if distance > 0:
-            needed = math.ceil(passes * (half_width / distance) ** 2)
-            side = "above" if r > threshold else "below"
-            settle = (f"about {needed} passes per side at the best setting would put the CI {side} {threshold:g}× "
-                      "if the ratio holds")
-        else:
-            settle = f"the ratio sits on {threshold:g}×: no number of passes would settle it"
+        side = "above" if r > threshold else "below"
+        needed = passes_to_clear(math.log(high / low) / 2, min(comparison.passes),  # symmetric in log space
+                                 abs(math.log(r / threshold)))
+        settle = (f"about {needed} passes per side at the best setting would put the CI {side} {threshold:g}× "
+                  "if the ratio and its spread hold" if needed is not None
+                  else f"the ratio sits on {threshold:g}×: no number of passes would settle it")
+    cls = SpeedClass.FASTER if point is SpeedClass.MIGRATION and low < MIGRATION_SPEEDUP else point
     return SetSpeed(comparison, cls, straddles, settle)
 
 
@@ -174,6 +184,8 @@ class DecisionInputs:
     ollama_placement: str | None = "gpu"  # "gpu" | "partial" | "cpu" | None (not reported)
     ollama_text_failures: tuple[str, ...] = ()  # findings: texts Ollama cannot embed, in words
     native_text_failures: tuple[str, ...] = ()  # issues: texts native cannot embed, in words
+    ollama_only_failures: int = 0  # texts Ollama could not embed that native embedded
+    sets_without_comparison: tuple[str, ...] = ()  # sets one side could embed none of (no speed ratio)
 
 
 @dataclass(frozen=True)
@@ -212,6 +224,11 @@ def _slower_latency(latency: tuple[SpeedComparison, ...]) -> list[str]:
 
 def decide(inputs: DecisionInputs) -> Decision:
     if inputs.probe_status == "incompatible":
+        if (inputs.native_device or "").startswith("cuda") and inputs.quality_ok and inputs.throughput:
+            return Decision(Outcome.INCONCLUSIVE, (
+                f"the probe found the native path incompatible ({inputs.probe_reason}), yet the bench ran it on "
+                "the GPU with vectors that match Ollama's: the two disagree; re-run the probe and read that "
+                "check's reason before deciding",))
         return Decision(Outcome.CLOSE, (f"the probe found the native path incompatible: {inputs.probe_reason}",))
 
     gaps = list(inputs.missing)
@@ -250,10 +267,22 @@ def decide(inputs: DecisionInputs) -> Decision:
             f"Ollama ran {where} (/api/ps size_vram < size): native's speed-up is not credited against it; "
             f"{PLACEMENT_FIX}", *speed, *issues, *tail), sets)
     if classes <= {SpeedClass.SIMILAR, SpeedClass.SLOWER}:
+        maybe_faster = [s for s in sets if SIMILAR_BELOW in s.straddles]
+        if maybe_faster:
+            return Decision(Outcome.CONDITIONAL, (
+                "similar only as far as the passes can tell: " + ", ".join(
+                    f"'{s.comparison.text_set}' reaches {s.comparison.ci95_high:.2f}× ({s.settle})" for s in maybe_faster)
+                + f"; keeping Ollama needs every CI below {SIMILAR_BELOW:g}×", *speed, *issues, *tail), sets)
+        if inputs.ollama_only_failures:
+            return Decision(Outcome.CONDITIONAL, (
+                f"not as fast to matter, but Ollama cannot embed {inputs.ollama_only_failures} texts that native "
+                "embeds: keeping Ollama needs a workaround for them", *speed, *issues, *tail), sets)
         return Decision(Outcome.KEEP, (*speed, *issues, *tail), sets)
 
     if inputs.ollama_placement is None:
         issues.append("Ollama's placement was not reported (/api/ps): not verified to run on the GPU")
+    issues += [f"no speed comparison on '{name}': one side could embed none of its texts"
+               for name in inputs.sets_without_comparison]
     if classes == {SpeedClass.MIGRATION} and not issues:
         return Decision(Outcome.MIGRATE, (*speed, "no issues found", *tail), sets)
     if classes != {SpeedClass.MIGRATION}:

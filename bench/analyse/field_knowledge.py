@@ -53,6 +53,14 @@ def known_issues() -> tuple[KnownIssue, ...]:
                  for e in data["entries"])
 
 
+def known_per_text_error(error: str) -> bool:
+    """Does an error text match a failure users report for some texts only (NaN vectors, an input
+    over the context or the physical batch)? A whole set failing with any other error looks like
+    the server, not the texts."""
+    return any(re.search(issue.when["error_matches"], error) for issue in known_issues()
+               if "error_matches" in issue.when)
+
+
 def _version_tuple(version: str | None) -> tuple[int, ...] | None:
     """(major, minor, patch); None when unknown. Ollama built without a version says 0.0.0."""
     numbers = tuple(int(n) for n in re.findall(r"\d+", version or "")[:3])

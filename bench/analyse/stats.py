@@ -229,11 +229,16 @@ class FewRatio:
     """``ratio = geomean(numerator) / geomean(denominator)`` with a Welch t 95% interval."""
 
     ratio: float
-    ci95_low: float
-    ci95_high: float
+    ci95_low: float | None  # None: no spread across the passes, so no interval can be estimated
+    ci95_high: float | None
     n_numerator: int
     n_denominator: int
     method: str = "Welch t on log values, exponentiated"
+
+
+def geometric_mean(values: Sequence[float]) -> float:
+    """Of positive values (texts/s of whole passes): the mean a ratio of few is built from."""
+    return float(np.exp(np.log(_positive_values("values", values)).mean()))
 
 
 def ratio_of_few(numerator: Sequence[float], denominator: Sequence[float]) -> FewRatio:
@@ -247,11 +252,32 @@ def ratio_of_few(numerator: Sequence[float], denominator: Sequence[float]) -> Fe
         raise ValueError("need at least 2 values per group for an interval")
     diff = float(a.mean() - b.mean())
     va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
-    if va + vb == 0:  # no spread at all: the interval is the point
-        return FewRatio(math.exp(diff), math.exp(diff), math.exp(diff), int(a.size), int(b.size))
+    if va + vb == 0:  # identical passes (timer resolution, a fake): no spread to build an interval from
+        return FewRatio(math.exp(diff), None, None, int(a.size), int(b.size), "no spread across passes: no interval")
     df = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))  # Welch-Satterthwaite
     half = float(scipy_stats.t.ppf(0.975, df)) * math.sqrt(va + vb)
     return FewRatio(math.exp(diff), math.exp(diff - half), math.exp(diff + half), int(a.size), int(b.size))
+
+
+def passes_to_clear(half_width_log: float, passes: int, distance_log: float, most: int = 10_000) -> int | None:
+    """Passes per side after which a Welch interval of today's spread would no longer reach a
+    threshold `distance_log` away from the ratio (both in log units), if the ratio holds.
+
+    Today's interval came from `passes` a side, t at about 2(passes-1) degrees of freedom; its
+    standard error shrinks with sqrt(passes/n) and so does t as the degrees of freedom grow.
+    None when even `most` passes would not do (the ratio sits on the threshold).
+    """
+    from scipy import stats as scipy_stats
+
+    if passes < 2 or distance_log <= 0:
+        return None
+    standard_error = half_width_log / float(scipy_stats.t.ppf(0.975, 2 * (passes - 1)))
+    n = passes
+    while n <= most:
+        if float(scipy_stats.t.ppf(0.975, 2 * (n - 1))) * standard_error * math.sqrt(passes / n) < distance_log:
+            return n
+        n = n + 1 if n < 100 else int(n * 1.1)
+    return None
 
 
 def throughput(items: int, tokens: int | None, wall_s: float) -> Throughput:
