@@ -39,7 +39,10 @@ def run_checks(
     ctx: ProbeContext,
     on_result: Callable[[CheckResult], None] | None = None,
 ) -> list[CheckResult]:
-    """Run each check; an exception becomes a FAIL result for that check only."""
+    """Run each check; an exception becomes that check's result only: FAIL when its text blames
+    the GPU, else SKIP ("not run": a crashed check is no evidence that the GPU is incompatible)."""
+    from probe.failures import blames_device
+
     results = []
     for check in checks:
         started = time.perf_counter()
@@ -47,11 +50,13 @@ def run_checks(
             result = check.run(ctx)
         except Exception as err:  # noqa: BLE001 - a check must never stop the probe
             last = traceback.extract_tb(err.__traceback__)[-1]
+            raised = f"check raised {type(err).__name__}: {err} (at {last.filename}:{last.lineno})"
+            on_device = blames_device(err)
             result = CheckResult(
                 name=check.name,
                 title=check.title,
-                status=Status.FAIL,
-                reason=f"check raised {type(err).__name__}: {err} (at {last.filename}:{last.lineno})",
+                status=Status.FAIL if on_device else Status.SKIP,
+                reason=raised if on_device else f"not run: {raised}; please report this probe bug",
             )
         result = replace(result, duration_s=round(time.perf_counter() - started, 3))
         results.append(result)

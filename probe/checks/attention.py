@@ -30,6 +30,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from probe.failures import failure_cause
 from probe.registry import ProbeContext
 from probe.result import CheckResult, Status
 from probe.view import format_number
@@ -58,6 +59,7 @@ TOLERANCE: dict[str, float] = {"float32": 2e-3, "float16": 1e-2, "bfloat16": 3e-
 NO_VIABLE_BACKEND = "No viable backend"
 
 OK, UNSUPPORTED, WRONG, ERROR, SKIPPED = "ok", "unsupported", "wrong", "error", "skipped"
+NOT_RUN = "not run"  # out of memory others hold, a missing library: no evidence about the backend
 BROKEN_OUTCOMES = (WRONG, ERROR)
 
 # (backend, q, k, v, attn_mask or None) -> output tensor. Injected by tests.
@@ -195,7 +197,7 @@ def run_cell(
         if NO_VIABLE_BACKEND in message:
             return Cell(**base, outcome=UNSUPPORTED, supported=False, ran=False, max_abs_err=None,
                         tolerance=tolerance, median_ms=None, count=0, error=message)
-        return Cell(**base, outcome=ERROR, supported=True, ran=False, max_abs_err=None,
+        return Cell(**base, outcome=_error_outcome(err), supported=True, ran=False, max_abs_err=None,
                     tolerance=tolerance, median_ms=None, count=0, error=message)
     try:
         err_value = _max_abs_err(out, reference) if reference is not None else None
@@ -208,7 +210,7 @@ def run_cell(
             _sync(plan.device)
             times.append(time.perf_counter() - t0)
     except Exception as err:  # noqa: BLE001 - e.g. a sticky CUDA error on a repeat
-        return Cell(**base, outcome=ERROR, supported=True, ran=True, max_abs_err=None,
+        return Cell(**base, outcome=_error_outcome(err), supported=True, ran=True, max_abs_err=None,
                     tolerance=tolerance, median_ms=None, count=0, error=_one_line(err))
     median_ms = round(statistics.median(times) * 1000, 3)
     if err_value is None:
@@ -219,6 +221,11 @@ def run_cell(
         outcome, note = OK, None
     return Cell(**base, outcome=outcome, supported=True, ran=True, max_abs_err=err_value,
                 tolerance=tolerance, median_ms=median_ms, count=len(times), error=note)
+
+
+def _error_outcome(err: BaseException) -> str:
+    """ERROR (the backend is broken here) unless the device was only short of memory or a library."""
+    return NOT_RUN if failure_cause(err) == "resource" else ERROR
 
 
 def run_matrix(plan: MatrixPlan, runner: SdpaRunner = torch_sdpa_runner, seed: int = 0) -> list[Cell]:
@@ -338,6 +345,11 @@ def status_for(decision: SdpaDecision, cells: Sequence[Cell], on_cpu: bool) -> t
     all_dtypes = tuple(dict.fromkeys(c.dtype for c in cells))
     if not cells:
         return Status.FAIL, prefix + "no SDPA combination was run"
+    not_run = [c for c in cells if c.outcome == NOT_RUN]
+    if not decision.masked_ok_dtypes and not_run:
+        return Status.SKIP, prefix + (
+            f"not run: {len(not_run)} of {len(cells)} SDPA combinations could not run for reasons that are not the "
+            f"backends' ({not_run[0].error}); free device memory and re-run the probe")
     if not decision.masked_ok_dtypes:
         return Status.FAIL, prefix + (
             "no SDPA backend gives correct results with a padding mask in any dtype; BGE-M3 cannot run"

@@ -37,6 +37,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from probe.failures import failure_cause
 from probe.registry import ProbeContext
 from probe.result import CheckResult, Status
 from probe.view import format_number
@@ -111,6 +112,12 @@ class OpOutcome:
     median_s: float | None
     best_s: float | None
     reps: int
+    cause: str | None = None  # probe.failures.failure_cause of the whole error, when the op raised
+
+    @property
+    def blames_device(self) -> bool:
+        """A wrong result, or an error that blames the GPU; not memory others hold, not a bug."""
+        return self.error is None or self.cause == "device"
 
 
 # --- the ops ----------------------------------------------------------------
@@ -351,6 +358,7 @@ def run_op(op: KernelOp, device: str, sizes: Sizes, policy: TimingPolicy) -> OpO
             None,
             None,
             0,
+            failure_cause(err),
         )
     finally:
         if tf32_before is not None:
@@ -521,6 +529,17 @@ def check_kernels(ctx: ProbeContext, ops: Sequence[KernelOp] = DEFAULT_OPS,
     }
 
     failed = [o for o in outcomes if not o.ok]
+    if failed and not any(o.blames_device for o in failed):
+        # Out of memory (other processes hold it), a missing library, a bug: not evidence about the GPU.
+        return CheckResult(
+            NAME,
+            TITLE,
+            Status.SKIP,
+            f"not run: {len(failed)}/{len(outcomes)} ops could not run on {ctx.device}, for reasons that are not "
+            f"the GPU's: " + "; ".join(f"{o.name}: {o.error}" for o in failed)
+            + " (free device memory, e.g. stop other models, and re-run the probe)",
+            figures=figures,
+        )
     if failed:
         parts = [
             f"{o.name}: {o.error}"

@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from probe.failures import failure_cause
 from probe.registry import ProbeContext
 from probe.result import CheckResult, Status
 
@@ -150,32 +151,6 @@ def load_failure_reason(model_name: str, device: str, error: str) -> str:
         f"Hugging Face cache volume (e.g. `hf download {model_name}` where the hub is reachable) "
         f"or pass --model with a local folder"
     )
-
-
-# Words in an exception's whole text (any line) that say the device is short of something
-# other processes hold or the runtime is missing: "not run", with the fix, never a FAIL.
-_RESOURCE_MARKERS = ("out of memory", "busy or unavailable", "libcudart", "libcuda.so", "cannot open shared object")
-# ... and that put the failure on the GPU or its kernels: a FAIL ("incompatible").
-_DEVICE_MARKERS = ("no kernel image", "cublas_status", "cudnn_status", "device-side assert", "illegal memory access",
-                   "illegal instruction", "misaligned address", "unspecified launch failure", "cuda error",
-                   "not compatible with the current pytorch installation", "no available kernel",
-                   "only supports ampere", "sm_121", "ptxas", "nvrtc")
-
-
-def failure_cause(err: BaseException | str) -> str:
-    """"device" when the whole error text blames the GPU or its kernels, "resource" when the device
-    is busy or out of memory (other processes hold it on a Spark's unified memory) or the CUDA
-    runtime is missing, else "other" (missing files, hub unreachable, gated repo, a library bug).
-
-    Only "device" is evidence about the GPU: the others make the check "not run", never a FAIL
-    that would call the GPU incompatible.
-    """
-    text = (err if isinstance(err, str) else f"{type(err).__name__}: {err}").lower()
-    if any(m in text for m in _RESOURCE_MARKERS) or text.startswith("outofmemoryerror"):
-        return "resource"
-    if text.startswith("acceleratorerror") or any(m in text for m in _DEVICE_MARKERS):
-        return "device"
-    return "other"
 
 
 def st_status(runs: Sequence[DtypeRun], cosines: dict[str, dict[str, float]], model_name: str, device: str,

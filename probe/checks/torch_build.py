@@ -16,6 +16,7 @@ import warnings
 from enum import Enum
 from typing import Any, NamedTuple
 
+from probe.failures import blames_device
 from probe.registry import ProbeContext
 from probe.result import CheckResult, Status
 
@@ -151,6 +152,13 @@ def _kernel_smoke(torch: Any, device: str) -> str | None:
     return None if got == expected else f"wrong result {got} (expected {expected})"
 
 
+def _failed(on_device: bool, reason: str, figures: dict[str, Any]) -> CheckResult:
+    """FAIL when the GPU is to blame; otherwise the check could not run (SKIP), which is no
+    evidence of incompatibility."""
+    return CheckResult(NAME, TITLE, Status.FAIL if on_device else Status.SKIP,
+                       reason if on_device else f"not run: {reason}", figures=figures)
+
+
 def check_torch_build(ctx: ProbeContext) -> CheckResult:
     try:
         import torch  # noqa: PLC0415 - a broken torch must be reported, not crash the import
@@ -190,13 +198,9 @@ def check_torch_build(ctx: ProbeContext) -> CheckResult:
         capability, torch_warnings = _capture_torch_warnings(torch, device_index)
         device_name = str(torch.cuda.get_device_name(device_index))
     except Exception as err:  # noqa: BLE001
-        return CheckResult(
-            NAME,
-            TITLE,
-            Status.FAIL,
-            f"CUDA initialisation failed: {type(err).__name__}: {_first_line(str(err))}",
-            figures=figures,
-        )
+        # A driver too old or memory others hold is for the user to fix, not the GPU's fault.
+        return _failed(blames_device(err), f"CUDA initialisation failed: {type(err).__name__}: "
+                       f"{_first_line(str(err))}", figures)
 
     match = classify_arch_coverage(arch_list, capability)
     smoke_error = _kernel_smoke(torch, ctx.device)
@@ -220,10 +224,8 @@ def check_torch_build(ctx: ProbeContext) -> CheckResult:
     where = f"{device_name} {device_sm} on torch {torch.__version__} (CUDA {cuda_build})"
     quoted = "; ".join(f'"{_key_sentence(w)}"' for w in warned)
     if smoke_error is not None:
-        return CheckResult(
-            NAME,
-            TITLE,
-            Status.FAIL,
+        return _failed(
+            smoke_error.startswith("wrong result") or blames_device(smoke_error),
             f"a tiny kernel failed on {where}: {smoke_error} (arch coverage: {match.coverage.value})"
             + (f"; torch warned at CUDA init: {quoted}" if warned else ""),
             figures=figures,
