@@ -60,7 +60,7 @@ def test_token_counts_measured_and_within_tolerance(workload, tokenizer):
 def test_token_window():
     assert token_window(50) == (45, 55)
     assert token_window(500) == (450, 550)
-    assert token_window(2000) == (1800, 2200)
+    assert token_window(2000) == (1800, 2040)  # below Ollama's default cut at 2048 (num_batch)
 
 
 def test_deterministic_for_a_seed_and_different_for_another(tokenizer, workload):
