@@ -36,6 +36,7 @@ class FakeBehaviour:
     one_call_per_text: bool = False  # like Ollama's legacy /api/embeddings
     interrupt_after_calls: int | None = None  # raise KeyboardInterrupt, like Ctrl-C
     fail_texts: frozenset[str] = frozenset()  # a call holding any of these fails, like bge-m3's NaN in Ollama
+    fail_batches_over: int | None = None  # a call with more texts fails (HTTP 500), each text alone works
     offload: str | None = "gpu"  # what an Ollama-kind fake reports as its placement (/api/ps)
     calls: int = field(default=0)
     prepared: set[str] = field(default_factory=set)  # texts passed to prepare()
@@ -81,6 +82,8 @@ class FakeBackend:
             raise BackendError("fake server answered HTTP 500: embedding contains NaN or Inf values", http_status=500)
         if b.max_batch is not None and len(texts) > b.max_batch:
             raise BackendOutOfMemory(f"{len(texts)} texts > {b.max_batch}")
+        if b.fail_batches_over is not None and len(texts) > b.fail_batches_over:
+            raise BackendError(f"fake server answered HTTP 500: a batch of {len(texts)} failed", http_status=500)
         started = time.perf_counter()
         await asyncio.sleep(b.seconds_per_text * len(texts))
         vectors = np.stack([self._vector(t) for t in texts]).astype(np.float32)

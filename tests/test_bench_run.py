@@ -289,3 +289,31 @@ def test_cli_resume_with_another_num_ctx_is_one_line_naming_it(tmp_path, fakes):
     assert again.exit_code == 1
     errors = [line for line in again.output.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and "ollama_options.num_ctx: was 2048, now 4096" in errors[0], again.output
+
+
+def test_batches_that_fail_while_every_text_embeds_alone_are_a_finding_not_an_unmeasured_side(
+        tmp_path, small_model_path, fakes):
+    """Review of issue 10: a sweep setting whose batches fail is listed and not chosen; the side is
+    still measured at the settings that work, and the verdict names the batch errors."""
+    fakes(**{"fake-ollama": FakeBehaviour(kind="ollama", fail_batches_over=1),
+             "fake-native": FakeBehaviour(kind="native")})
+    asyncio.run(run_bench(config_for(tiny_profile(small_model_path, batch_sizes=(1, 4)), tmp_path,
+                                     ["fake-ollama", "fake-native"])))
+    data = json.loads((tmp_path / "bench.json").read_text())
+    assert data["backends"]["fake-ollama"]["error"] is None  # measured, not "incomplete"
+    batch_errors = [e for r in data["screening"] if r["backend"] == "fake-ollama" for e in r["batch_errors"]]
+    assert batch_errors and all("each alone worked" in e for e in batch_errors)
+    failed = {f["scenario"] for f in data["failures"] if f["backend"] == "fake-ollama"}
+    assert "throughput batch_size=4" in failed and not any("repeat" in s for s in failed)
+    repeats = [m for m in data["measurements"] if m["backend"] == "fake-ollama" and "repeat" in m["params"]]
+    assert repeats and all(m["params"]["batch_size"] == 1 for m in repeats)
+
+    from click.testing import CliRunner
+
+    from bench.cli import main as bench_cli
+
+    outcome = CliRunner().invoke(bench_cli, ["verdict", "--results", str(tmp_path), "--no-plots"])
+    assert outcome.exit_code == 0, outcome.output
+    md = (tmp_path / "verdict.md").read_text()
+    assert "the Ollama side was not measured" not in md
+    assert "a batch-size-dependent failure" in md and "each alone worked" in md

@@ -78,7 +78,7 @@ OLLAMA_FAULTS = [
     ("hangs-mid-run", None, _at("ollama · short · throughput batch_size=4", _hang),
      "incomplete: "),
     ("http-500-mid-run", None, _at("ollama · short · throughput", _http_500),
-     "incomplete: 5 of 10 calls failed (first: Ollama at http://127.0.0.1:"),
+     "incomplete: 4 of 6 calls failed (first: Ollama at http://127.0.0.1:"),
 ]
 
 

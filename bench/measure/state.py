@@ -102,7 +102,7 @@ class RunState:
         return next((r for r in self.screening if (r.backend, r.text_set) == (backend, text_set)), None)
 
     def excluded_for(self, backend: str, text_set: str) -> tuple[int, ...]:
-        """Texts left out of this backend's measurements on this set (see analysis.excluded_for)."""
+        """Texts left out of this backend's measurements on this set (see bench.analyse.figures.excluded_for)."""
         from bench.analyse.figures import excluded_for
 
         return excluded_for(to_jsonable(self.screening), backend, text_set)
@@ -204,7 +204,7 @@ def load_vectors(results_dir: Path, backend: str, text_set: str) -> np.ndarray |
 @dataclasses.dataclass(frozen=True)
 class WorkingSet:
     """The texts of one set a backend is timed on: all but `excluded` (texts some backend could
-    not embed, see analysis.excluded_for), in set order."""
+    not embed, see bench.analyse.figures.excluded_for), in set order."""
 
     name: str
     indices: tuple[int, ...]  # into the whole set

@@ -237,6 +237,21 @@ def text_failures_table(bench: dict[str, Any]) -> Table:
                       plain_columns("backend", "set", "text index", "HTTP status", "error", "text begins"), rows)
 
 
+def screening_notes(bench: dict[str, Any]) -> list[str]:
+    """What screening saw besides per-text failures: batches that failed although each of their
+    texts embedded alone, and texts that failed once and then worked (kept in the set)."""
+    notes = []
+    for record in bench.get("screening", []):
+        where = f"{record['backend']} · {record['text_set']}"
+        for error in record.get("batch_errors", ()):
+            notes.append(f"{where}: {error} (a batch-size-dependent failure: a timed setting that meets it is "
+                         "left out of the throughput choice and listed under Failures)")
+        if record.get("flaky"):
+            indices = ", ".join(str(i) for i in record["flaky"])
+            notes.append(f"{where}: text(s) {indices} failed once alone and then worked (flaky: kept in the set)")
+    return notes
+
+
 def known_issues_table(bench: dict[str, Any]) -> Table:
     from bench.analyse.field_knowledge import matches
 

@@ -34,6 +34,7 @@ from bench.report.tables import (
     plain_columns,
     probe_table,
     quality_tables,
+    screening_notes,
     text_failures_table,
     workload_table,
 )
@@ -82,6 +83,7 @@ class VerdictContext:
     retrieval: Table
     truncation: Table
     text_failures: Table
+    screening_notes: tuple[str, ...]  # batch-only failures and flaky texts seen while screening
     known_issues: Table  # field reports (bench/data/field_knowledge.json) that match this run
     length_notes: tuple[str, ...]  # pairs that embedded some texts at different lengths, in words
     failures: Table
@@ -138,6 +140,7 @@ def build_context(probe: dict[str, Any] | None, bench: dict[str, Any],
         **backend_tables(bench),
         **quality_tables(bench),
         text_failures=text_failures_table(bench),
+        screening_notes=tuple(screening_notes(bench)),
         known_issues=known_issues_table(bench),
         failures=make_table("Failures recorded", plain_columns("backend", "set", "step", "error"), failures),
         nonfinite=tuple(f"{f['backend']} on '{f['text_set']}': {f['error']}"
