@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+import urllib.parse
 from pathlib import Path
 
 import click
@@ -75,6 +76,9 @@ def run(profile, backends, texts_file, beir_dir, results_dir, ollama_host, opena
         raise click.UsageError(f"unknown backend(s) {', '.join(unknown)}; known: {', '.join(BACKENDS)}")
     if sizes is not None and texts_file is not None:
         raise BadOption("--sizes sizes the generated sets; with --texts the file's texts are the one set. Drop one.")
+    if openai_url and urllib.parse.urlsplit(openai_url).query:
+        # The backend would drop it, and bench.json would keep it (a key in a query string, say).
+        raise BadOption("--openai-url takes no query string (?...); pass an API key in OPENAI_API_KEY.")
     try:
         overrides = {k: v for k, v in (("model", model), ("ollama_model", ollama_model),
                                        ("sizes", None if sizes is None else parse_sizes(sizes))) if v is not None}

@@ -337,9 +337,11 @@ NAN_ENCODE_ERROR = "failed to encode response: json: unsupported value: NaN"
 
 
 def _normalize(vec: np.ndarray) -> np.ndarray:
-    """routes.go normalize(): v / max(||v||, 1e-12); NaN/Inf fails the request with a 500."""
+    """routes.go normalize(): v / max(||v||, 1e-12); NaN/Inf fails the request. EmbedHandler
+    answers an error that is not an api.StatusError with 400 (since ollama e082d60a2, Dec 2025;
+    the 500 in older field reports came before it)."""
     if not np.all(np.isfinite(vec)):
-        raise _HTTPError(500, NAN_EMBED_ERROR)
+        raise _HTTPError(400, NAN_EMBED_ERROR)
     return vec / max(float(np.sqrt(np.sum(vec.astype(np.float64) ** 2))), 1e-12)
 
 

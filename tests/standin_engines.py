@@ -93,9 +93,19 @@ class SentenceTransformerEngine:
         return features["sentence_embedding"][0].float().numpy()
 
 
-def ollama_launch_args(num_ctx: int, num_batch: int = 512, num_parallel: int = 1) -> list[str]:
+DEFAULT_EMBEDDING_NUM_BATCH = 2048  # llm/llama_server.go DefaultEmbeddingNumBatch
+
+
+def default_num_batch(num_ctx: int) -> int:
+    """DefaultEmbeddingNumBatchForContext: what Ollama passes when nobody set num_batch."""
+    return min(DEFAULT_EMBEDDING_NUM_BATCH, num_ctx) if num_ctx > 0 else DEFAULT_EMBEDDING_NUM_BATCH
+
+
+def ollama_launch_args(num_ctx: int, num_batch: int | None = None, num_parallel: int = 1) -> list[str]:
     """The llama-server flags Ollama starts an embedding model with (llm/llama_server.go:
-    `-c num_ctx*np -np np --embedding -b B -ub B`, B = min(num_batch, num_ctx*np))."""
+    `-c num_ctx*np -np np --embedding -b B -ub B`, B = embeddingBatchSize = min(num_batch,
+    num_ctx*np), num_batch defaulting to min(2048, num_ctx))."""
+    num_batch = default_num_batch(num_ctx) if num_batch is None else num_batch
     batch = min(num_batch, num_ctx * num_parallel)
     return ["-c", str(num_ctx * num_parallel), "-np", str(num_parallel), "-b", str(batch), "-ub", str(batch)]
 
@@ -109,14 +119,23 @@ class LlamaServerEngine:
       Models whose legacy vectors were raw (legacyEmbeddingsWereRaw: for BERT, a tokenizer other
       than WordPiece, e.g. bge-m3's) add "embd_normalize": -1; WordPiece models get llama-server's
       L2-normalised vector, so /api/embeddings is normalised for all-MiniLM;
-    * a refusal for length becomes 400 INPUT_TOO_LONG (normalizeEmbeddingError); /api/embed then
-      retries it cut (embedWithRetry): /tokenize without special tokens, keep min(num_ctx, model
-      context) tokens less one each for the BOS and EOS the runner will add, /detokenize, embed.
+    * /api/embed (embedWithRetry): with truncate (the default) the text is first cut to the
+      context, min(num_ctx, model context) tokens less one each for the BOS and EOS the runner
+      will add (/tokenize without special tokens, /detokenize); a runner refusal for length
+      becomes 400 INPUT_TOO_LONG (normalizeEmbeddingError) and is retried once, cut to
+      min(context, num_batch) -- the runner's physical batch, which is why Ollama >= 0.30 never
+      embeds more than 2048 tokens by default. With truncate=false a text over the context is
+      refused before the runner sees it.
+
+    `num_batch` is the one the server was launched with (ollama_launch_args; None: Ollama's
+    default): options are fixed when the runner starts, and this engine cannot restart a server
+    the test owns.
     """
 
     format = "gguf"
 
-    def __init__(self, url: str, timeout_s: float = 120.0) -> None:
+    def __init__(self, url: str, timeout_s: float = 120.0, num_batch: int | None = None) -> None:
+        self.num_batch = num_batch
         self.http = httpx.Client(base_url=url, timeout=timeout_s)
         entry = self.http.get("/v1/models").json()["data"][0]
         meta = entry["meta"]
@@ -133,23 +152,34 @@ class LlamaServerEngine:
         self.http.close()
 
     def embed(self, text: str, ctx_len: int, truncate: bool) -> tuple[np.ndarray, int]:
+        if not truncate:
+            if len(self._tokenize(text, add_special=True)) > ctx_len:
+                raise RunnerError(400, INPUT_TOO_LONG)
+            return self._embedding(text)
+        text, _ = self._cut(text, ctx_len)
         try:
             return self._embedding(text)
         except RunnerError as err:
-            if err.status != 400 or not truncate:
+            if err.status != 400:
                 raise
+        batch = default_num_batch(ctx_len) if self.num_batch is None else self.num_batch
+        cut, was_cut = self._cut(text, min(ctx_len, batch))
+        if not was_cut:
+            raise RunnerError(400, CANNOT_TRUNCATE)
+        return self._embedding(cut)
+
+    def _cut(self, text: str, limit: int) -> tuple[str, bool]:
+        """truncateInputToLimit: the text cut to `limit` tokens with BOS/EOS, and whether it was."""
         tokens = self._tokenize(text, add_special=False)
-        limit = ctx_len
         if tokens and tokens[0] != self.bos:
             limit -= 1
         if tokens and tokens[-1] != self.eos:
             limit -= 1
-        if len(tokens) <= limit:
-            raise RunnerError(400, CANNOT_TRUNCATE)
         if limit <= 0:
             raise RunnerError(400, TRUNCATED_TOO_LONG)
-        cut = self.http.post("/detokenize", json={"tokens": tokens[:limit]}).json()["content"]
-        return self._embedding(cut)
+        if len(tokens) <= limit:
+            return text, False
+        return self.http.post("/detokenize", json={"tokens": tokens[:limit]}).json()["content"], True
 
     def embed_legacy(self, prompt: str, ctx_len: int) -> np.ndarray:
         """EmbeddingsHandler: the runner's vector as it came; any runner error is a 500."""

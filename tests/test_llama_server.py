@@ -227,6 +227,32 @@ def test_ollama_layer_refuses_without_truncate(llama_cpp, minilm_gguf, small_mod
     assert abs(cut.prompt_eval_count - 128) <= 2
 
 
+def test_ollama_layer_retries_at_num_batch_when_the_runner_refuses(llama_cpp, minilm_gguf):
+    """routes.go embedWithRetry: a text within num_ctx but over the runner's physical batch is
+    refused by llama-server, then cut to num_batch and embedded (Ollama >= 0.30's 2048-token cut,
+    here at 128 of a 512 context)."""
+    from contextlib import closing
+
+    import ollama
+    from ollama_standin import OllamaStandIn, StandInConfig
+    from standin_engines import LlamaServerEngine, ollama_launch_args
+
+    args = ollama_launch_args(512, num_batch=128)
+    assert args == ["-c", "512", "-np", "1", "-b", "128", "-ub", "128"]
+    with LlamaServer(llama_cpp, minilm_gguf["f32"], args) as server, \
+            closing(LlamaServerEngine(server.url, num_batch=128)) as engine, \
+            OllamaStandIn(engine, StandInConfig(num_ctx=512)) as standin:
+        answer = ollama.Client(host=standin.host).embed(model="bge-m3", input=[SENTENCE * 12])
+    assert abs(answer.prompt_eval_count - 128) <= 2, answer.prompt_eval_count
+
+
+def test_ollama_launch_args_follow_ollamas_default_batch():
+    from standin_engines import ollama_launch_args
+
+    assert ollama_launch_args(8192)[-4:] == ["-b", "2048", "-ub", "2048"]  # DefaultEmbeddingNumBatch
+    assert ollama_launch_args(512)[-4:] == ["-b", "512", "-ub", "512"]  # capped at num_ctx
+
+
 def test_bench_ollama_vs_native_on_two_real_engines(tmp_path, llama_cpp, minilm_gguf, small_model,
                                                     small_model_path):
     """`bench run` with ollama (Ollama's layer on llama.cpp) and native-fp32 (sentence-transformers):

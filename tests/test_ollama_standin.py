@@ -180,14 +180,15 @@ def test_faults_500_hang_die(client, ollama_standin):
 
 
 def test_a_nan_text_fails_the_whole_embed_list_and_the_legacy_call(client, ollama_standin):
-    """As Ollama with bge-m3 (ollama/ollama#13572): one NaN item fails /api/embed's whole list with
-    a 500; /api/embeddings cannot encode the NaN and answers 500 too; the other texts still work."""
+    """As Ollama with bge-m3 (ollama/ollama#13572): one NaN item fails /api/embed's whole list (400:
+    normalize's error is no api.StatusError, routes.go); /api/embeddings cannot encode the NaN and
+    answers 500; the other texts still work."""
     from ollama_standin import NAN_EMBED_ERROR, NAN_ENCODE_ERROR
 
     ollama_standin.nan_for([TEXTS[1]])
     with pytest.raises(ollama.ResponseError) as err:
         client.embed(model="bge-m3", input=TEXTS)
-    assert err.value.status_code == 500 and err.value.error == NAN_EMBED_ERROR
+    assert err.value.status_code == 400 and err.value.error == NAN_EMBED_ERROR
     assert len(client.embed(model="bge-m3", input=[TEXTS[0]]).embeddings) == 1
     with pytest.raises(ollama.ResponseError) as err:
         client.embeddings(model="bge-m3", prompt=TEXTS[1])

@@ -57,6 +57,8 @@ def test_overrides_apply_to_the_profile_and_keep_the_rest():
                            "(e.g. short=100,long=100,documents=10), got 'short'."),
     (["--sizes", "short=5", "--texts", "corpus.jsonl"],
      "Error: --sizes sizes the generated sets; with --texts the file's texts are the one set. Drop one."),
+    (["--openai-url", "http://127.0.0.1:8080/v1?api_key=secret"],
+     "Error: --openai-url takes no query string (?...); pass an API key in OPENAI_API_KEY."),
 ])
 def test_bad_options_end_in_one_line_and_exit_2(tmp_path, argv, says):
     outcome = CliRunner().invoke(bench_cli, ["run", "--results", str(tmp_path), *argv])

@@ -24,7 +24,7 @@ from probe.output import read_results_json
 
 pytestmark = pytest.mark.slow
 
-NAN_500 = "embedding contains NaN or Inf values"
+NAN_ERROR = "embedding contains NaN or Inf values"
 
 
 def tiny(model: str):
@@ -64,7 +64,7 @@ def test_ollama_failing_some_texts_is_measured_on_the_rest_and_named(tmp_path, s
     for text_set, indices in failing.items():
         found = screened[("ollama", text_set)]["failures"]
         assert [f["index"] for f in found] == list(indices)
-        assert all(f["error"].endswith(NAN_500) and f["http_status"] == 500 for f in found)
+        assert all(f["error"].endswith(NAN_ERROR) and f["http_status"] == 400 for f in found)
         assert screened[("native-fp32", text_set)]["failures"] == []  # native embeds all of them
     assert screened[("ollama", "documents")]["failures"] == []
 
@@ -88,7 +88,7 @@ def test_ollama_failing_some_texts_is_measured_on_the_rest_and_named(tmp_path, s
     out, md = verdict(tmp_path)
     assert "the Ollama side was not measured" not in md
     finding = f"ollama could not embed 2 of 6 short texts: Ollama at {ollama_standin.host}"
-    assert finding in md and f"{NAN_500}; native-fp32 embeds all 2" in md
+    assert finding in md and f"{NAN_ERROR}; native-fp32 embeds all 2" in md
     assert "4 of 6 texts, the same on both sides" in md
     assert "### Texts a backend could not embed" in md
     assert "13572" in md  # the field knowledge names the upstream issue

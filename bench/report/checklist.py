@@ -50,7 +50,7 @@ def measured_items(probe: dict[str, Any] | None, bench: dict[str, Any]) -> dict[
         "memory": (mem, mem_evidence),
         "sm121_cuda_support": (on_sm121, f"probe on {gpu_name}"),
         "flash_attention_workaround": (attention_on_gpu, f"SDPA matrix on {gpu_name}"),
-        "pytorch_cu130": (on_gpu and cuda13, f"torch CUDA {facts.get('torch_cuda_version')} on {gpu_name}"),
+        "pytorch_cu130": (on_gpu and cuda13, f"torch CUDA {facts.get('torch_cuda_version') or 'not available'} on {gpu_name}"),
         "embedding_consistency": (quality, "per-text cosine Ollama vs native"),
         "cosine_correlation": (quality, "Spearman over sampled pairs"),
         "downstream_performance": (bool(retrieval & set(ollama)) and bool(retrieval & set(native)), "BEIR nDCG@10"),
