@@ -223,6 +223,26 @@ def test_throughput_row_both_sides():
     with pytest.raises(ValueError):
         roofline_row(backend="b", text_set="s", setting="x", token_counts=[3], calls=1, wall_s=0.0, shape=shape,
                      precision=half, ceilings=None, vendor=None)
+    fp32 = roofline_row(backend="b", text_set="s", setting="batch 2", token_counts=[3, 1], calls=1, wall_s=4.0,
+                        shape=shape, precision=precision_of({"kind": "native", "dtype": "float32"}),
+                        ceilings=ceilings, vendor=vendor_figures("H100 PCIe"))
+    assert fp32.mfu_datasheet is None  # the datasheet figure is dense bf16: no fp32 MFU against it
+
+
+def test_a_fraction_above_one_says_the_ceiling_is_too_low():
+    from bench.report.roofline_view import format_fraction
+
+    assert format_fraction(0.5) == "50.0%"
+    assert format_fraction(1.44) == "144% (ceiling too low)"
+    assert format_fraction(None) == "not available"
+
+
+def test_llama_servers_reported_precision_gives_the_memory_side():
+    f16 = precision_of({"kind": "openai", "model_precision": "F16"})
+    assert (f16.weight_bytes, f16.peak_key) == (2, "fp16")
+    f32 = precision_of({"kind": "openai", "model_precision": "all F32"})
+    assert f32.weight_bytes == 4
+    assert precision_of({"kind": "openai", "model_precision": "float16 (TEI)"}).weight_bytes is None
 
 
 def _bench(model_config, max_tokens=None):

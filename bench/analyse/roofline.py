@@ -200,8 +200,12 @@ class Precision:
 
 
 def precision_of(description: Mapping[str, Any]) -> Precision:
-    """From a backend's description: native reports its torch dtype; Ollama its GGUF weight type."""
+    """From a backend's description: native reports its torch dtype; Ollama its GGUF weight type;
+    an OpenAI-compatible llama-server its model precision (/props, e.g. "F16" or "all F32")."""
     weight_dtype = description.get("weight_dtype")
+    served = str(description.get("model_precision") or "").removeprefix("all ").upper()
+    if weight_dtype is None and served in device_data()["gguf_bits_per_weight"]:
+        weight_dtype = served
     gguf = weight_dtype is not None or (description.get("kind") == "ollama" and description.get("dtype") is None)
     if gguf:
         bits = device_data()["gguf_bits_per_weight"].get(str(weight_dtype).upper())
@@ -353,7 +357,8 @@ def roofline_row(*, backend: str, text_set: str, setting: str, token_counts: Seq
     nbytes = forward_bytes(int(sum(token_counts)), calls, shape, precision)
     achieved = flops / wall_s / 1e12
     peak = (ceilings.matmul_tflops.get(precision.peak_key) if ceilings else None)
-    sheet = vendor.tflops if vendor else None
+    # The datasheet figure is dense bf16 (fp16 the same on these parts): an fp32 row has no such peak.
+    sheet = vendor.tflops if vendor and precision.peak_key in ("fp16", "bf16") else None
     bound = bound_of(flops, nbytes, peak, ceilings.bandwidth_gbs if ceilings else None)
     attainable = bound.attainable_s
     return RooflineRow(

@@ -59,11 +59,19 @@ def throughput_table(rows: Sequence[RooflineRow]) -> Table:
         *plain_columns("backend", "set", "setting", "calls"),
         *figure_columns("useful TFLOP", "moved (GB)", "compute (s)", "memory (s)"), *plain_columns("bound"),
         *figure_columns("bound texts/s", "measured texts/s"), *plain_columns("reached", "probe peak (TFLOP/s)",
-                                                                     "MFU (probe peak)", "MFU (datasheet)")),
+                                                                     "MFU (probe peak)", "MFU (datasheet dense bf16)")),
         [(r.backend, r.text_set, r.setting, r.calls, r.useful_tflop, r.gbytes, r.bound.compute_s, r.bound.memory_s,
-          r.bound.kind, r.bound_texts_per_s, r.texts / r.wall_s, format_percent(r.reached),
-          f"{r.peak_key} {format_value(r.measured_peak_tflops, FIGURE_DIGITS)}", format_percent(r.mfu_measured),
-          format_percent(r.mfu_datasheet)) for r in rows])
+          r.bound.kind, r.bound_texts_per_s, r.texts / r.wall_s, format_fraction(r.reached),
+          f"{r.peak_key} {format_value(r.measured_peak_tflops, FIGURE_DIGITS)}", format_fraction(r.mfu_measured),
+          format_fraction(r.mfu_datasheet)) for r in rows])
+
+
+CEILING_TOO_LOW = "ceiling too low"
+
+
+def format_fraction(value: float | None) -> str:
+    """A fraction of a ceiling; above 100 % the ceiling, not the backend, is wrong, and says so."""
+    return format_percent(value) + (f" ({CEILING_TOO_LOW})" if value is not None and value > 1 else "")
 
 
 def single_table(rows: Sequence[SingleTextRow]) -> Table:
@@ -73,7 +81,7 @@ def single_table(rows: Sequence[SingleTextRow]) -> Table:
         *plain_columns("bound"), *figure_columns("floor (ms)", "p50 (ms)"), *plain_columns("n", "p50 / floor", "reached")),
         [(r.backend, r.text_set, r.calls, r.median_tokens, _ms(r.bound.compute_s), _ms(r.bound.memory_s),
           r.bound.kind, r.floor_ms, r.p50_ms, r.n, "not available" if r.multiple is None else format_times(r.multiple),
-          format_percent(r.reached)) for r in rows])
+          format_fraction(r.reached)) for r in rows])
 
 
 def floors_table(floors: Sequence[SetFloor]) -> Table:
@@ -158,6 +166,12 @@ def roofline_view(probe: dict[str, Any] | None, bench: dict[str, Any], control: 
     notes = [model_note(ModelShape.from_config(config), config), ceilings_note(ceilings),
              *vendor_notes(vendor_figures(device_name), device_name, ceilings)]
     notes.extend(sorted({f"{r.backend}: {r.note}" for r in [*throughput, *single] if r.note}))
+    fractions = [f for r in throughput for f in (r.reached, r.mfu_measured, r.mfu_datasheet)]
+    fractions += [r.reached for r in single]
+    if any(f is not None and f > 1 for f in fractions):
+        notes.append(f"a fraction above 100 % is marked '{CEILING_TOO_LOW}': a backend cannot beat a real ceiling, so "
+                     "that ceiling was measured low (the probe ran at other load, or with other threads, than the "
+                     "bench); re-run the probe on an idle machine before reading MFU or 'reached' from this run")
     return RooflineView(
         throughput=throughput_table(throughput),
         single=single_table(single),
