@@ -52,6 +52,25 @@ def test_no_mismatch_at_the_same_limit_and_unknown_without_per_text_counts():
     assert length_mismatch(bench, "native-fp32", "openai", "long") is None
 
 
+def test_counts_that_differ_while_neither_side_cut_are_a_tokenizer_difference_kept_in_the_cosine():
+    """Review: half-width katakana gives llama.cpp fewer tokens than transformers, though neither
+    cut the text; calling that 'different lengths' would hide a real disagreement from the cosine."""
+    retokenised = (120, 387, 300, 52, 255)  # text 3: 8 tokens fewer than the workload's 60, not cut
+    whole = (120, 387, 300, 60, 255)
+    bench = bench_with(whole, retokenised, (0.99999, 0.99998, 0.99997, 0.36, 0.99996))
+    assert length_mismatch(bench, "native-fp32", "openai", "long").indices == ()
+    figures = same_length_agreement(bench, bench["quality"][0])
+    assert figures.left_out == 0 and figures.cosine["min"] == 0.36  # the disagreement stays visible
+
+
+def test_a_cut_ends_at_the_backends_ceiling_a_shorter_count_elsewhere_is_no_cut():
+    from bench.measure.throughput import cut_indices
+
+    assert cut_indices(EXPECTED, (120, 256, 256, 52, 255)) == (1, 2)  # 52 of 60: tokenised differently
+    assert cut_indices(EXPECTED, (120, 2048, 2048, 60, None)) == ()  # nothing short of its count
+    assert cut_indices((3000, 2500, 1000), (2048, 2048, 1000)) == (0, 1)  # Ollama's num_batch cut
+
+
 def test_both_cut_at_different_limits_is_a_truncation_issue():
     """The old rule (texts cut by one side only) missed this: both cut the 387-token text."""
     both_cut = (120, 128, 128, 60, 128)

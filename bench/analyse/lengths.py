@@ -16,6 +16,7 @@ from typing import Any
 # Two engines' tokenizers may count a special token or two differently: a smaller difference
 # is not a different input (the same slack as the runner's truncation check).
 from bench.measure.throughput import TRUNCATION_SLACK_TOKENS as LENGTH_SLACK_TOKENS
+from bench.measure.throughput import cut_indices
 
 
 @dataclass(frozen=True)
@@ -54,14 +55,30 @@ def embedded_tokens(bench: dict[str, Any], backend: str, text_set: str) -> tuple
 
 
 def length_mismatch(bench: dict[str, Any], a: str, b: str, text_set: str) -> LengthMismatch | None:
-    """The texts `a` and `b` embedded at different lengths; None when either has no per-text counts."""
+    """The texts `a` and `b` embedded at different lengths because one of them cut it; None when
+    either has no per-text counts.
+
+    Which texts a side cut is bench.measure.throughput.cut_indices (short of the workload's count
+    and at the side's ceiling on the set). A count that differs elsewhere is a tokenizer
+    difference, not a shorter input: such a text stays in the agreement figures, where a real
+    disagreement shows as a low cosine.
+    """
     counts_a, counts_b = embedded_tokens(bench, a, text_set), embedded_tokens(bench, b, text_set)
     if counts_a is None or counts_b is None:
         return None
+    expected = _workload_counts(bench, text_set)
     both = [(i, x, y) for i, (x, y) in enumerate(zip(counts_a, counts_b)) if x is not None and y is not None]
-    differ = [(i, x, y) for i, x, y in both if abs(x - y) > LENGTH_SLACK_TOKENS]
+    # Without the workload's counts nothing tells a cut from a tokenizer difference: count any as a cut.
+    cut = (set(cut_indices(expected, counts_a)) | set(cut_indices(expected, counts_b))) if expected else None
+    differ = [(i, x, y) for i, x, y in both if abs(x - y) > LENGTH_SLACK_TOKENS and (cut is None or i in cut)]
     return LengthMismatch(a, b, text_set, len(both), tuple(i for i, _, _ in differ),
                           tuple(x for _, x, _ in differ), tuple(y for _, _, y in differ))
+
+
+def _workload_counts(bench: dict[str, Any], text_set: str) -> list[int] | None:
+    """The workload tokenizer's count per text of a set (special tokens included)."""
+    entry = next((s for s in bench["workload"]["sets"] if s["name"] == text_set), None)
+    return list(entry["token_counts"]) if entry and entry.get("token_counts") else None
 
 
 @dataclass(frozen=True)

@@ -29,13 +29,21 @@ from probe.output import to_jsonable
 TRUNCATION_SLACK_TOKENS = 2
 
 
+def cut_indices(expected: Sequence[int], reported: Sequence[int | None]) -> tuple[int, ...]:
+    """Texts a backend cut: fewer tokens than the workload's count, and at the backend's ceiling
+    on the set (the most it reported, less the slack). A cut ends where the limit is, whatever
+    the limit is called (num_ctx, Ollama's num_batch, a server's batch); a count short of the
+    workload's elsewhere is a tokenizer difference (e.g. NFKC-composed katakana), not a cut."""
+    ceiling = max((n for n in reported if n is not None), default=0)
+    return tuple(i for i, (want, got) in enumerate(zip(expected, reported))
+                 if got is not None and got < want - TRUNCATION_SLACK_TOKENS
+                 and got >= ceiling - TRUNCATION_SLACK_TOKENS)
+
+
 def truncation_record(backend: EmbeddingBackend, description: dict[str, Any], text_set: str,
                       expected: Sequence[int], reported: Sequence[int | None]) -> TruncationRecord:
     """From a batch-size-1 pass: per text, the tokenizer's count vs the backend's own count."""
-    cut = tuple(
-        i for i, (want, got) in enumerate(zip(expected, reported))
-        if got is not None and got < want - TRUNCATION_SLACK_TOKENS
-    )
+    cut = cut_indices(expected, reported)
     return TruncationRecord(
         backend=backend.name,
         text_set=text_set,
