@@ -39,9 +39,6 @@ class Profile:
     # it: the decision's throughput ratio and its interval come from these alone.
     best_setting_passes: int = 3
     seed: int = 73
-    # False for a profile that checks the tool (small model, few texts): its verdict cannot
-    # answer TD-073, whatever it measured, and says so (Inconclusive).
-    answers_ticket: bool = True
 
 
 PROFILES: dict[str, Profile] = {
@@ -80,7 +77,6 @@ PROFILES: dict[str, Profile] = {
         concurrency_requests=32,
         quality_pairs=300,
         token_budgets=(4096,),
-        answers_ticket=False,
     ),
 }
 

@@ -37,6 +37,7 @@ class FakeBehaviour:
     interrupt_after_calls: int | None = None  # raise KeyboardInterrupt, like Ctrl-C
     fail_texts: frozenset[str] = frozenset()  # a call holding any of these fails, like bge-m3's NaN in Ollama
     fail_batches_over: int | None = None  # a call with more texts fails (HTTP 500), each text alone works
+    dtype: str = "float32"  # what describe() reports (the roofline's precision)
     offload: str | None = "gpu"  # what an Ollama-kind fake reports as its placement (/api/ps)
     calls: int = field(default=0)
     prepared: set[str] = field(default_factory=set)  # texts passed to prepare()
@@ -106,7 +107,7 @@ class FakeBackend:
         return [MemoryFigure("fake peak", 1024 * 1024, "fake allocator", attributable=True)]
 
     def describe(self) -> dict:
-        return {"kind": self.behaviour.kind, "device": "cuda", "model": "fake", "dtype": "float32",
+        return {"kind": self.behaviour.kind, "device": "cuda", "model": "fake", "dtype": self.behaviour.dtype,
                 "max_tokens": self.behaviour.token_limit, "max_tokens_source": "fake limit",
                 "one_call_per_text": self.behaviour.one_call_per_text,
                 **({"offload": self.behaviour.offload} if self.behaviour.kind == "ollama" else {})}

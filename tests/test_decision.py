@@ -231,10 +231,19 @@ def test_incompatible_probe_closes_the_td_whatever_the_speed(bench_side):
 
 
 def test_incompatible_probe_contradicted_by_a_working_native_run_is_inconclusive():
-    """Native measured on the GPU with vectors matching Ollama's: the probe's verdict is in doubt."""
-    decision = decide(replace(BASE, probe_status="incompatible", probe_reason="kernels: matmul bf16 wrong"))
+    """Native measured on the GPU with vectors matching Ollama's: 'the model cannot run here' is in doubt."""
+    decision = decide(replace(BASE, probe_status="incompatible", probe_failed_checks=("sentence_transformers",),
+                              probe_reason="sentence_transformers: encode failed: CUDA error"))
     assert decision.outcome is Outcome.INCONCLUSIVE
-    assert "matmul bf16" in decision.reasons[0] and "re-run the probe" in decision.reasons[0]
+    assert "encode failed" in decision.reasons[0] and "re-run the probe" in decision.reasons[0]
+
+
+@pytest.mark.parametrize("failed", [("kernels",), ("attention",), ("torch_build", "attention"), ()])
+def test_a_failure_the_bench_did_not_exercise_still_closes(failed):
+    """Masked attention or a wrong op in another dtype is not refuted by unpadded one-text vectors."""
+    decision = decide(replace(BASE, probe_status="incompatible", probe_failed_checks=failed,
+                              probe_reason="attention: no SDPA backend gives correct results with a padding mask"))
+    assert decision.outcome is Outcome.CLOSE
 
 
 def test_texts_only_ollama_fails_rule_out_keep():
@@ -245,6 +254,37 @@ def test_texts_only_ollama_fails_rule_out_keep():
     decision = decide(replace(similar, ollama_only_failures=76))
     assert decision.outcome is Outcome.CONDITIONAL
     assert decision.reasons[0].startswith("not as fast to matter, but Ollama cannot embed 76 texts that native embeds")
+
+
+def test_a_similar_set_without_a_ci_cannot_keep_ollama():
+    """1.22× from one pass a side (or identical passes): nothing says the CI stays below 1.25."""
+    comparison = SpeedComparison("short", "throughput (best setting)", 1.22, None, None, "test", (1, 1))
+    decision = decide(replace(BASE, throughput=(comparison,)))
+    assert decision.outcome is Outcome.CONDITIONAL and "has no CI" in decision.reasons[0]
+
+
+def test_failed_calls_outside_the_deciding_figures_are_issues_for_native_and_findings_for_ollama():
+    native = decide(replace(BASE, native_call_failures=("native-fp16 failed calls on 'short' (batch batch_size=4): "
+                                                         "2 of 2 calls failed: CUBLAS_STATUS_EXECUTION_FAILED",)))
+    assert native.outcome is Outcome.CONDITIONAL and "no issues found" not in native.reasons
+    similar = replace(BASE, throughput=tput(1.0, 1.05, spread=0.05))
+    ollama = decide(replace(similar, ollama_call_failures=("ollama failed calls on 'short' (throughput batch_size=4): "
+                                                           "2 of 2 calls failed: runner terminated",)))
+    assert ollama.outcome is Outcome.CONDITIONAL and any("runner terminated" in r for r in ollama.reasons)
+
+
+def test_ollama_only_failures_counts_texts_ollama_failed_and_native_embedded():
+    from bench.analyse.comparison import ollama_only_failures
+
+    def record(backend, text_set, indices):
+        return {"backend": backend, "text_set": text_set, "flaky": [], "calls": 1, "texts": 6,
+                "failures": [{"backend": backend, "text_set": text_set, "index": i, "error": "NaN",
+                              "http_status": 400} for i in indices]}
+
+    bench = {"workload": {"sets": [{"name": "short"}, {"name": "long"}]},
+             "screening": [record("ollama", "short", (1, 2, 4)), record("native", "short", (2,)),
+                           record("ollama", "long", (0,)), record("native", "long", ())]}
+    assert ollama_only_failures(bench, "ollama", "native") == 3  # short 1 and 4, long 0
 
 
 def test_a_set_one_side_cannot_embed_at_all_rules_out_migration():
@@ -312,3 +352,27 @@ def test_a_set_without_a_throughput_comparison_is_missing_unless_a_side_embeds_n
     ollama_fails_every_document("Ollama at http://h answered HTTP 500: llama runner process has terminated")
     gaps, findings = uncompared_sets(bench, {"short", "long"}, "ollama", "native-fp16")
     assert findings == [] and "a server failure, check its log and re-run" in gaps[0]
+
+
+def test_only_a_bge_m3_shaped_native_model_can_answer_the_ticket():
+    """Review: the smoke model (or any --model override that is not bge-m3) must not decide TD-073."""
+    import json
+
+    from bench.analyse.comparison import decision_inputs, shape_differences
+    from bench.measure.standin_model import published
+
+    bge = published()["files"]["config.json"]
+    assert shape_differences(bge) == ""
+    assert shape_differences({**bge, "_name_or_path": "my-finetune", "torch_dtype": "float16"}) == ""  # a fine-tune
+    minilm = {"model_type": "bert", "num_hidden_layers": 6, "hidden_size": 384, "num_attention_heads": 12,
+              "intermediate_size": 1536, "vocab_size": 30522}
+    assert shape_differences(minilm).startswith("model_type bert instead of xlm-roberta, num_hidden_layers 6")
+    assert shape_differences({}) == "its config was not recorded"
+
+    results = Path(__file__).parent / "fixtures" / "results" / "conditional"
+    probe, bench = (json.loads((results / f).read_text()) for f in ("probe.json", "bench.json"))
+    assert decide(decision_inputs(probe, bench)[0]).outcome is Outcome.CONDITIONAL
+    bench["environment"]["model_config"] = minilm
+    inputs = decision_inputs(probe, bench)[0]
+    assert any("not bge-m3-shaped" in m for m in inputs.missing)
+    assert decide(inputs).outcome is Outcome.INCONCLUSIVE

@@ -94,3 +94,28 @@ def test_torch_build_tiny_kernel_failure_fails_only_when_the_gpu_is_to_blame(mon
     result = torch_build.check_torch_build(_ctx("cuda"))
     assert result.status is status
     assert result.reason.startswith("not run: ") is (status is Status.SKIP)
+
+
+def test_cudnn_not_initialized_blames_the_device_cublas_not_initialized_does_not():
+    """cuDNN NOT_INITIALIZED comes from a cuDNN build without this GPU; cuBLAS's from a handle it
+    could not allocate."""
+    assert failure_cause("RuntimeError: cuDNN error: CUDNN_STATUS_NOT_INITIALIZED") == "device"
+    assert failure_cause("RuntimeError: CUDA error: CUBLAS_STATUS_NOT_INITIALIZED when calling cublasCreate") \
+        == "resource"
+
+
+def test_attention_crashing_on_a_bug_is_not_run():
+    def runner(backend, q, k, v, mask):
+        raise TypeError("scaled_dot_product_attention() got an unexpected keyword argument 'enable_gqa'")
+
+    result = check_attention(ctx(), runner=runner, plan=TINY)
+    assert result.status is Status.SKIP and "not run:" in result.reason and "TypeError" in result.reason
+
+
+def test_torch_build_tiny_kernel_with_wrong_numbers_fails(monkeypatch):
+    fake = FakeCudaTorch(["sm_120"])
+    real_arange = fake.arange
+    fake.arange = lambda n, device=None, dtype=None: real_arange(n, dtype=dtype) + 1  # every element off by one
+    monkeypatch.setitem(sys.modules, "torch", fake)
+    result = torch_build.check_torch_build(_ctx("cuda"))
+    assert result.status is Status.FAIL and "wrong result" in result.reason

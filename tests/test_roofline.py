@@ -34,8 +34,8 @@ from bench.analyse.roofline import (
 TINY = {"num_hidden_layers": 2, "hidden_size": 4, "intermediate_size": 8, "num_attention_heads": 2,
         "vocab_size": 10}
 # BAAI/bge-m3's config.json: XLM-RoBERTa large, fp16 weights about 1.1 GB on disk.
-BGE_M3 = {"num_hidden_layers": 24, "hidden_size": 1024, "intermediate_size": 4096, "num_attention_heads": 16,
-          "vocab_size": 250002}
+BGE_M3 = {"model_type": "xlm-roberta", "num_hidden_layers": 24, "hidden_size": 1024, "intermediate_size": 4096,
+          "num_attention_heads": 16, "vocab_size": 250002}
 GB10_LIKE = Ceilings(device="cuda", matmul_tflops={"fp16": 92.0, "bf16": 92.0, "fp32": 23.0},
                      bandwidth_gbs=273.0, bandwidth_detail="synthetic", memory="synthetic unified memory")
 FIXTURE = Path(__file__).parent / "fixtures" / "results" / "conditional"

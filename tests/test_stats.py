@@ -166,3 +166,21 @@ def test_ratio_of_few_does_not_let_one_bad_pass_pin_the_interval_to_it():
     assert same.ratio == pytest.approx(2.0) and same.ci95_low is None and same.ci95_high is None
     with pytest.raises(ValueError):
         ratio_of_few([1.0], [1.0, 2.0])
+
+
+@pytest.mark.parametrize("sd_native, sd_ollama", [(0.2, 0.02), (0.15, 0.001), (0.1, 0.1), (0.03, 0.3)])
+def test_passes_to_clear_is_the_first_n_whose_welch_interval_clears_recomputed_by_ratio_of_few(sd_native, sd_ollama):
+    """Independent reference: build passes with exactly these spreads at each n and ask ratio_of_few."""
+    import math
+
+    from bench.analyse.stats import passes_to_clear, ratio_of_few
+
+    def passes(n: int, mean_log: float, sd_log: float) -> np.ndarray:
+        z = np.linspace(-1.0, 1.0, n)
+        return np.exp(mean_log + sd_log * (z - z.mean()) / z.std(ddof=1))
+
+    ratio, threshold = 2.3, 2.0
+    first = next(n for n in range(2, 2000)
+                 if ratio_of_few(passes(n, math.log(230.0), sd_native), passes(n, math.log(100.0), sd_ollama)).ci95_low
+                 > threshold)
+    assert passes_to_clear(sd_native, sd_ollama, math.log(ratio / threshold)) == first

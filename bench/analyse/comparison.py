@@ -5,6 +5,7 @@ quality, truncation, per-text failures, placement. Pure functions over probe.jso
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 from bench.analyse.decision import (
@@ -106,7 +107,8 @@ def speed_comparisons(bench: dict[str, Any], control: str, treatment: str, probe
                 f"{format_value(rate_t, FIGURE_DIGITS)} vs {format_value(rate_c, FIGURE_DIGITS)} texts/s "
                 f"(geometric means of {tb.passes} vs {cb.passes} passes), {tb.label} vs {cb.label}, "
                 + _texts_compared(screening, control, treatment, text_set, tb.texts + tb.excluded),
-                (tb.passes, cb.passes)))
+                (tb.passes, cb.passes),
+                (spread.sd_log_numerator, spread.sd_log_denominator) if spread and spread.ci95_low else None))
         if c.single_samples_ms and t.single_samples_ms:
             r = ratio_with_spread(c.single_samples_ms, t.single_samples_ms)
             latency.append(SpeedComparison(
@@ -125,6 +127,9 @@ def _floor_note(floor, control: str, treatment: str) -> str:
     native, ollama = floor.multiple_of(treatment), floor.multiple_of(control)
     note = (f"; floor {format_value(floor.floor_ms, FIGURE_DIGITS)} ms ({floor.bound}-bound): native "
             f"{format_value(native, FIGURE_DIGITS)}×, Ollama {format_value(ollama, FIGURE_DIGITS)}× the floor")
+    if any(m is not None and m < 1 for m in (native, ollama)):
+        # Nothing runs below a real floor: the probe's ceilings were measured low (other load).
+        return note + ", below the floor: the probe's ceilings are too low to judge this (re-run the probe)"
     if floor.speedup_out_of_reach(control, MIGRATION_SPEEDUP):
         note += f", so a {MIGRATION_SPEEDUP:g}× speed-up on this metric is out of reach for any backend here"
     return note
@@ -217,11 +222,10 @@ def decision_inputs(probe: dict[str, Any] | None, bench: dict[str, Any]) -> tupl
                        + _failure_hint(bench, "ollama"))
     if treatment is None:
         missing.append("the native side was not measured" + _failure_hint(bench, "native"))
-    profile = bench["config"]["profile"]
-    if not profile.get("answers_ticket", True):
-        sizes = "/".join(str(n) for n in profile["set_sizes"].values())
-        missing.append(f"profile '{profile['name']}' checks the tool ({profile['model']}, {sizes} texts), it is not "
-                       "TD-073's workload: run the td073 profile (make bench PROFILE=td073)")
+    not_bge_m3 = shape_differences(bench["environment"].get("model_config") or {})
+    if not_bge_m3:
+        missing.append(f"the native model is not bge-m3-shaped ({not_bge_m3}): this run checks the tool and cannot "
+                       "answer TD-073 about bge-m3; run the td073 profile with bge-m3 or a fine-tune of it")
     random_weights = recorded_weights_label(bench)
     if random_weights:
         missing.append(f"{random_weights} — the native model is a stand-in with seeded random weights "
@@ -242,6 +246,7 @@ def decision_inputs(probe: dict[str, Any] | None, bench: dict[str, Any]) -> tupl
         probe_status=overall.get("status") if probe else None,
         probe_target_probed=bool(overall.get("target_probed")),
         probe_reason=overall.get("reason", ""),
+        probe_failed_checks=tuple(c["name"] for c in (probe or {}).get("checks", []) if c.get("status") == "fail"),
         workarounds=tuple(overall.get("workarounds", ())),
         bench_complete=bench["status"] == "complete",
         native_device=native_device,
@@ -255,6 +260,8 @@ def decision_inputs(probe: dict[str, Any] | None, bench: dict[str, Any]) -> tupl
         ollama_text_failures=tuple(text_failure_lines(bench, control, treatment)) if control else (),
         native_text_failures=tuple(text_failure_lines(bench, treatment, control)) if treatment else (),
         ollama_only_failures=ollama_only_failures(bench, control, treatment) if control and treatment else 0,
+        ollama_call_failures=tuple(call_failure_lines(bench, control)) if control else (),
+        native_call_failures=tuple(call_failure_lines(bench, treatment)) if treatment else (),
         sets_without_comparison=tuple(without_comparison),
     )
     return inputs, control, treatment
@@ -291,6 +298,17 @@ def uncompared_sets(bench: dict[str, Any], compared: set[str], control: str, tre
     return gaps, findings
 
 
+# record_call_failures' wording for timed calls that failed (bench/measure/runner.py).
+_CALLS_FAILED = re.compile(r"^\d+ of \d+ calls failed")
+
+
+def call_failure_lines(bench: dict[str, Any], backend: str) -> list[str]:
+    """Timed calls that failed where the decision does not read them (a batch size, a token
+    budget, batch latency, concurrency): the backend stays measured, and this says what failed."""
+    return [f"{backend} failed calls on '{f['text_set']}' ({f['scenario'].strip()}): {f['error']}"
+            for f in bench["failures"] if f["backend"] == backend and _CALLS_FAILED.match(f["error"])]
+
+
 def ollama_only_failures(bench: dict[str, Any], control: str, treatment: str) -> int:
     """Texts the Ollama side could not embed that the native side embedded, over all sets."""
     from bench.analyse.figures import text_failures
@@ -298,6 +316,22 @@ def ollama_only_failures(bench: dict[str, Any], control: str, treatment: str) ->
     return sum(len({f["index"] for f in text_failures(bench, control, name)}
                    - {f["index"] for f in text_failures(bench, treatment, name)})
                for name in text_set_names(bench))
+
+
+# What makes a model bge-m3-shaped (a fine-tune of it keeps all of these); from its published config.
+BGE_M3_SHAPE_KEYS = ("model_type", "num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size",
+                     "vocab_size")
+
+
+def shape_differences(model_config: dict[str, Any]) -> str:
+    """'' when the recorded native model config has bge-m3's architecture, else what differs, in words."""
+    from bench.measure.standin_model import published
+
+    if not model_config:
+        return "its config was not recorded"
+    bge = published()["files"]["config.json"]
+    return ", ".join(f"{key} {model_config.get(key)} instead of {bge[key]}" for key in BGE_M3_SHAPE_KEYS
+                     if model_config.get(key) != bge[key])
 
 
 def _description(bench: dict[str, Any], backend: str | None) -> dict[str, Any]:

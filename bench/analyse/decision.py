@@ -4,13 +4,16 @@ The rule, in the order it is applied (RULES below prints it in every verdict; th
 decision table says the same, and a test holds the two together):
 
 1. Probe. "incompatible" (a critical check failed on the GPU: kernels wrong or no dtype gives
-   finite vectors) closes the TD -- unless the bench ran native on the GPU with vectors that
-   match Ollama's: then probe and bench disagree and the answer is Inconclusive. A probe that
+   finite vectors) closes the TD -- unless the failed check said the model cannot run there
+   (torch build, model smoke) and the bench ran native on the GPU with vectors that match
+   Ollama's: then probe and bench disagree and the answer is Inconclusive. A probe that
    did not run on the target, or could not run a critical check, leaves it Inconclusive. A
    configuration (forced TF32), a model that cannot be downloaded, memory other processes hold
    or a crashed check is never "incompatible".
-2. Evidence. Both sides measured, native on the GPU, the bench complete, a throughput and a
-   quality comparison: without any of them the answer is Inconclusive, naming what is missing.
+2. Evidence. Both sides measured, native a bge-m3-shaped model (its recorded config: a
+   fine-tune qualifies, the smoke profile's MiniLM does not) with trained weights on the GPU,
+   the bench complete, a throughput and a quality comparison: without any of them the answer is
+   Inconclusive, naming what is missing.
    Per-text failures are not missing evidence: the rest of the texts are compared.
 3. Speed is throughput at each side's best setting (batch size or token budget), per text set:
    the ratio of geometric means of fresh whole passes, native/Ollama, with its 95 % CI (Welch
@@ -32,9 +35,11 @@ decision table says the same, and a test holds the two together):
    slower on single-text latency (its CI below 0.8).
 6. Ollama not fully on the GPU (/api/ps size_vram < size): a faster native is not credited
    (Inconclusive, with the fix); a native that is not faster even then still keeps Ollama.
-7. Texts Ollama cannot embed while native can are findings, named with count and error; they
-   do not make the answer Inconclusive, and they rule out "Keep Ollama" (the current service
-   would need a workaround for them).
+7. Texts Ollama cannot embed while native can, and Ollama calls that failed outside what the
+   decision reads (another batch size, batch latency, concurrency), are findings named with
+   count and error; they do not make the answer Inconclusive, and they rule out "Keep Ollama"
+   (the current service would need a workaround). Such failed calls on the native side are
+   issues (a migration becomes conditional).
 8. Single-text latency is reported beside the decision, read against its physical floor: one
    query text is memory-bound and both sides share that floor (see the roofline), so a ratio
    near 1 does not undo a throughput win; only a native that is clearly slower (rule 5) counts.
@@ -54,11 +59,12 @@ COSINE_P1_MIN = 0.98
 NEIGHBOUR_AGREEMENT_MIN = 0.90  # mean top-10 overlap between Ollama and native rankings
 
 RULES: tuple[tuple[str, str], ...] = (
-    ("probe", "“incompatible” (a critical check failed on the GPU) closes the TD, unless the bench ran native "
-              "on the GPU with matching vectors (then Inconclusive: the two disagree); a probe not run on the "
-              "target, or with a critical check not run, is Inconclusive"),
-    ("evidence", "both sides measured, native on the GPU, the bench complete, throughput and quality "
-                 "compared; otherwise Inconclusive, naming what is missing"),
+    ("probe", "“incompatible” (a critical check failed on the GPU) closes the TD, unless the check said the model "
+              "cannot run there (torch build, model smoke) and the bench ran native on the GPU with matching vectors "
+              "(then Inconclusive: the two disagree); a probe not run on the target, or with a critical check not "
+              "run, is Inconclusive"),
+    ("evidence", "both sides measured, native a bge-m3-shaped model with trained weights on the GPU, the bench "
+                 "complete, throughput and quality compared; otherwise Inconclusive, naming what is missing"),
     ("speed", f"throughput at each side's best setting, per text set: the native/Ollama ratio over fresh whole "
               f"passes with its 95 % CI; ≥ {MIGRATION_SPEEDUP:g}× only when the CI's lower bound is ≥ "
               f"{MIGRATION_SPEEDUP:g}; faster from {SIMILAR_BELOW:g}; similar inside ({SIMILAR_ABOVE:g}, "
@@ -73,8 +79,9 @@ RULES: tuple[tuple[str, str], ...] = (
                "cannot embed, Ollama's placement not verified, native slower on single-text latency: a "
                "migration becomes conditional"),
     ("placement", "Ollama not fully on the GPU: a faster native is not credited (Inconclusive, with the fix)"),
-    ("findings", "texts Ollama cannot embed while native can are named with count and error; they do not "
-                 "make the answer Inconclusive, and they rule out Keep Ollama"),
+    ("findings", "texts Ollama cannot embed while native can, and Ollama calls that failed outside what is "
+                 "decided on (a batch size, concurrency), are named with count and error; they do not make the "
+                 "answer Inconclusive, and they rule out Keep Ollama; native's such failures are issues"),
     ("latency", "single-text latency is reported beside the decision, against its physical floor (one text is "
                 "memory-bound: both sides share that floor); only a native clearly slower on it is an issue"),
     ("quality", f"per-text cosine mean ≥ {COSINE_MEAN_MIN} and p1 ≥ {COSINE_P1_MIN}; top-10 neighbour "
@@ -125,6 +132,9 @@ class SpeedComparison:
     ci95_high: float | None
     detail: str
     passes: tuple[int, int] = (0, 0)
+    # Sample stdev of each side's log pass rates (native, Ollama): how many passes would settle a
+    # borderline set. None: derived from the CI as if both sides varied alike.
+    sd_logs: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -145,26 +155,42 @@ def read_set(comparison: SpeedComparison) -> SetSpeed:
     """The rule's reading of one throughput comparison (pure): the ratio's class, "≥ 2×" only
     with the CI's lower bound at 2 or above; borderline when the CI crosses a threshold, with
     the passes that would settle it."""
-    from bench.analyse.stats import passes_to_clear
-
     r, low, high = comparison.ratio, comparison.ci95_low, comparison.ci95_high
     point = classify(r)
     if low is None or high is None:
         # "≥ 2×" needs a lower bound: without a CI the claim stops below it.
         cls = SpeedClass.FASTER if point is SpeedClass.MIGRATION else point
-        return SetSpeed(comparison, cls, (), "no CI: repeat the best setting (profile best_setting_passes ≥ 2)")
+        return SetSpeed(comparison, cls, (), NO_CI)
     straddles = tuple(t for t in THRESHOLDS if low < t <= high)
-    settle = None
-    if straddles:
-        threshold = min(straddles, key=lambda t: abs(math.log(t / r)))
-        side = "above" if r > threshold else "below"
-        needed = passes_to_clear(math.log(high / low) / 2, min(comparison.passes),  # symmetric in log space
-                                 abs(math.log(r / threshold)))
-        settle = (f"about {needed} passes per side at the best setting would put the CI {side} {threshold:g}× "
-                  "if the ratio and its spread hold" if needed is not None
-                  else f"the ratio sits on {threshold:g}×: no number of passes would settle it")
+    settle = settle_text(comparison, min(straddles, key=lambda t: abs(math.log(t / r)))) if straddles else None
     cls = SpeedClass.FASTER if point is SpeedClass.MIGRATION and low < MIGRATION_SPEEDUP else point
     return SetSpeed(comparison, cls, straddles, settle)
+
+
+NO_CI = "no CI: repeat the best setting (profile best_setting_passes ≥ 2)"
+
+
+def settle_text(comparison: SpeedComparison, threshold: float) -> str:
+    """How many passes per side would put the CI on one side of `threshold`, if ratio and spreads hold."""
+    from scipy import stats as scipy_stats
+
+    from bench.analyse.stats import passes_to_clear
+
+    r, low, high = comparison.ratio, comparison.ci95_low, comparison.ci95_high
+    passes = min(comparison.passes)
+    if low is None or high is None or passes < 2:
+        return NO_CI
+    if comparison.sd_logs is not None:
+        sd_native, sd_ollama = comparison.sd_logs
+    else:  # both sides alike: half width = t(2(n-1)) * sqrt(2 s^2 / n), the interval symmetric in logs
+        sd_native = sd_ollama = (math.log(high / low) / 2 / float(scipy_stats.t.ppf(0.975, 2 * (passes - 1)))
+                                 * math.sqrt(passes / 2))
+    needed = passes_to_clear(sd_native, sd_ollama, abs(math.log(r / threshold)), start=passes)
+    if needed is None:
+        return f"the ratio sits on {threshold:g}×: no number of passes would settle it"
+    side = "above" if r > threshold else "below"
+    return (f"about {needed} passes per side at the best setting would put the CI {side} {threshold:g}× "
+            "if the ratio and its spread hold")
 
 
 @dataclass(frozen=True)
@@ -186,6 +212,11 @@ class DecisionInputs:
     native_text_failures: tuple[str, ...] = ()  # issues: texts native cannot embed, in words
     ollama_only_failures: int = 0  # texts Ollama could not embed that native embedded
     sets_without_comparison: tuple[str, ...] = ()  # sets one side could embed none of (no speed ratio)
+    # Timed calls that failed outside what the decision reads (other batch sizes, batch latency,
+    # concurrency), in words: Ollama's are findings that rule out Keep, native's are issues.
+    ollama_call_failures: tuple[str, ...] = ()
+    native_call_failures: tuple[str, ...] = ()
+    probe_failed_checks: tuple[str, ...] = ()  # names of the probe's checks that failed
 
 
 @dataclass(frozen=True)
@@ -198,6 +229,11 @@ class Decision:
     def borderline(self) -> bool:
         return any(s.borderline for s in self.sets)
 
+
+# Checks whose failure says "the model cannot run natively on this GPU" -- which a bench run of
+# native on the GPU with vectors matching Ollama's refutes. A wrong op in one dtype (kernels) or
+# attention with a padding mask (the compared vectors come from unpadded one-text calls) is not.
+CHECKS_A_RUN_CAN_REFUTE = frozenset({"torch_build", "sentence_transformers"})
 
 PLACEMENT_FIX = ("give Ollama the whole model on the GPU (free device memory, leave num_gpu unset, keep the "
                  "compose GPU reservation) and re-run")
@@ -224,7 +260,8 @@ def _slower_latency(latency: tuple[SpeedComparison, ...]) -> list[str]:
 
 def decide(inputs: DecisionInputs) -> Decision:
     if inputs.probe_status == "incompatible":
-        if (inputs.native_device or "").startswith("cuda") and inputs.quality_ok and inputs.throughput:
+        contradicted = bool(inputs.probe_failed_checks) and set(inputs.probe_failed_checks) <= CHECKS_A_RUN_CAN_REFUTE
+        if contradicted and (inputs.native_device or "").startswith("cuda") and inputs.quality_ok and inputs.throughput:
             return Decision(Outcome.INCONCLUSIVE, (
                 f"the probe found the native path incompatible ({inputs.probe_reason}), yet the bench ran it on "
                 "the GPU with vectors that match Ollama's: the two disagree; re-run the probe and read that "
@@ -255,10 +292,11 @@ def decide(inputs: DecisionInputs) -> Decision:
     speed = [_set_reason(s) for s in sets]
     latency = [f"beside the decision, single-text latency p50 on '{c.text_set}': native/Ollama {c.ratio:.2f}× "
                f"({c.detail})" for c in inputs.latency]
-    tail = [*inputs.ollama_text_failures, *latency]
+    tail = [*inputs.ollama_text_failures, *inputs.ollama_call_failures, *latency]
     native_faster = bool(classes & {SpeedClass.MIGRATION, SpeedClass.FASTER})
     issues = [*(f"workaround needed: {w}" for w in inputs.workarounds), *inputs.quality_issues,
-              *inputs.truncation_issues, *inputs.native_text_failures, *_slower_latency(inputs.latency)]
+              *inputs.truncation_issues, *inputs.native_text_failures, *inputs.native_call_failures,
+              *_slower_latency(inputs.latency)]
 
     if inputs.ollama_placement not in ("gpu", None) and native_faster:
         where = "partly on the CPU" if inputs.ollama_placement == "partial" else f"on '{inputs.ollama_placement}'"
@@ -267,16 +305,23 @@ def decide(inputs: DecisionInputs) -> Decision:
             f"Ollama ran {where} (/api/ps size_vram < size): native's speed-up is not credited against it; "
             f"{PLACEMENT_FIX}", *speed, *issues, *tail), sets)
     if classes <= {SpeedClass.SIMILAR, SpeedClass.SLOWER}:
-        maybe_faster = [s for s in sets if SIMILAR_BELOW in s.straddles]
+        maybe_faster = [s for s in sets if SIMILAR_BELOW in s.straddles or s.comparison.ci95_high is None]
         if maybe_faster:
             return Decision(Outcome.CONDITIONAL, (
                 "similar only as far as the passes can tell: " + ", ".join(
-                    f"'{s.comparison.text_set}' reaches {s.comparison.ci95_high:.2f}× ({s.settle})" for s in maybe_faster)
+                    f"'{s.comparison.text_set}' " + (f"has no CI ({NO_CI})" if s.comparison.ci95_high is None else
+                                                     f"reaches {s.comparison.ci95_high:.2f}× "
+                                                     f"({settle_text(s.comparison, SIMILAR_BELOW)})")
+                    for s in maybe_faster)
                 + f"; keeping Ollama needs every CI below {SIMILAR_BELOW:g}×", *speed, *issues, *tail), sets)
         if inputs.ollama_only_failures:
             return Decision(Outcome.CONDITIONAL, (
                 f"not as fast to matter, but Ollama cannot embed {inputs.ollama_only_failures} texts that native "
                 "embeds: keeping Ollama needs a workaround for them", *speed, *issues, *tail), sets)
+        if inputs.ollama_call_failures:
+            return Decision(Outcome.CONDITIONAL, (
+                "not as fast to matter, but Ollama failed timed calls (listed below): keeping Ollama needs a "
+                "workaround for them", *speed, *issues, *tail), sets)
         return Decision(Outcome.KEEP, (*speed, *issues, *tail), sets)
 
     if inputs.ollama_placement is None:

@@ -234,6 +234,8 @@ class FewRatio:
     n_numerator: int
     n_denominator: int
     method: str = "Welch t on log values, exponentiated"
+    sd_log_numerator: float = 0.0  # sample stdev of the log values: what passes_to_clear needs
+    sd_log_denominator: float = 0.0
 
 
 def geometric_mean(values: Sequence[float]) -> float:
@@ -256,25 +258,28 @@ def ratio_of_few(numerator: Sequence[float], denominator: Sequence[float]) -> Fe
         return FewRatio(math.exp(diff), None, None, int(a.size), int(b.size), "no spread across passes: no interval")
     df = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))  # Welch-Satterthwaite
     half = float(scipy_stats.t.ppf(0.975, df)) * math.sqrt(va + vb)
-    return FewRatio(math.exp(diff), math.exp(diff - half), math.exp(diff + half), int(a.size), int(b.size))
+    return FewRatio(math.exp(diff), math.exp(diff - half), math.exp(diff + half), int(a.size), int(b.size),
+                    sd_log_numerator=float(a.std(ddof=1)), sd_log_denominator=float(b.std(ddof=1)))
 
 
-def passes_to_clear(half_width_log: float, passes: int, distance_log: float, most: int = 10_000) -> int | None:
-    """Passes per side after which a Welch interval of today's spread would no longer reach a
-    threshold `distance_log` away from the ratio (both in log units), if the ratio holds.
-
-    Today's interval came from `passes` a side, t at about 2(passes-1) degrees of freedom; its
-    standard error shrinks with sqrt(passes/n) and so does t as the degrees of freedom grow.
-    None when even `most` passes would not do (the ratio sits on the threshold).
+def passes_to_clear(sd_log_a: float, sd_log_b: float, distance_log: float, start: int = 2,
+                    most: int = 10_000) -> int | None:
+    """Passes per side after which Welch's 95 % interval of a ratio of few would no longer reach
+    a threshold `distance_log` away from the ratio (log units), if the ratio and each side's
+    spread across passes (sample stdev of the log pass rates) hold: the standard error shrinks as
+    1/sqrt(n) and the Welch-Satterthwaite degrees of freedom grow with n. None when even `most`
+    passes would not do (the ratio sits on the threshold). Counting from `start` (today's passes).
     """
     from scipy import stats as scipy_stats
 
-    if passes < 2 or distance_log <= 0:
+    va, vb = sd_log_a**2, sd_log_b**2
+    if distance_log <= 0 or va + vb == 0:
         return None
-    standard_error = half_width_log / float(scipy_stats.t.ppf(0.975, 2 * (passes - 1)))
-    n = passes
+    n = max(start, 2)
     while n <= most:
-        if float(scipy_stats.t.ppf(0.975, 2 * (n - 1))) * standard_error * math.sqrt(passes / n) < distance_log:
+        se2 = (va + vb) / n
+        df = se2**2 / ((va / n) ** 2 / (n - 1) + (vb / n) ** 2 / (n - 1))
+        if float(scipy_stats.t.ppf(0.975, df)) * math.sqrt(se2) < distance_log:
             return n
         n = n + 1 if n < 100 else int(n * 1.1)
     return None

@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from probe.failures import failure_cause
+from probe.failures import blames_device, failure_cause
 from probe.registry import ProbeContext
 from probe.result import CheckResult, Status
 from probe.view import format_number
@@ -345,11 +345,14 @@ def status_for(decision: SdpaDecision, cells: Sequence[Cell], on_cpu: bool) -> t
     all_dtypes = tuple(dict.fromkeys(c.dtype for c in cells))
     if not cells:
         return Status.FAIL, prefix + "no SDPA combination was run"
-    not_run = [c for c in cells if c.outcome == NOT_RUN]
-    if not decision.masked_ok_dtypes and not_run:
+    # Evidence against the GPU: wrong numbers, or an error that blames it. Memory others hold or a
+    # bug (a TypeError in the runner, say) still switches that backend off, but proves nothing.
+    evidence = [c for c in cells if c.outcome == WRONG or (c.outcome == ERROR and blames_device(c.error or ""))]
+    unproven = [c for c in cells if c.outcome in (NOT_RUN, ERROR) and c not in evidence]
+    if not decision.masked_ok_dtypes and not evidence and unproven:
         return Status.SKIP, prefix + (
-            f"not run: {len(not_run)} of {len(cells)} SDPA combinations could not run for reasons that are not the "
-            f"backends' ({not_run[0].error}); free device memory and re-run the probe")
+            f"not run: {len(unproven)} of {len(cells)} SDPA combinations could not run for reasons that are not the "
+            f"GPU's ({unproven[0].error}); free device memory, or report the error, and re-run the probe")
     if not decision.masked_ok_dtypes:
         return Status.FAIL, prefix + (
             "no SDPA backend gives correct results with a padding mask in any dtype; BGE-M3 cannot run"
