@@ -129,3 +129,6 @@ class Failure:
     text_set: str | None
     scenario: str
     error: str
+    # "calls": timed calls of a measurement that failed (its samples count them); "" for anything
+    # else (a setting that did not fit, a backend that stopped, a load that failed).
+    kind: str = ""

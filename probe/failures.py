@@ -13,7 +13,9 @@ from __future__ import annotations
 # other processes hold or the runtime is missing: "not run", with the fix, never a FAIL.
 _RESOURCE_MARKERS = ("out of memory", "busy or unavailable", "libcudart", "libcuda.so", "cannot open shared object",
                      # cuBLAS/cuDNN cannot allocate their workspace or handle: memory again, not kernels
-                     "alloc_failed", "cublas_status_not_initialized")
+                     # (NOT_INITIALIZED is usually that too; when it is a cuDNN build without this
+                     # GPU, "not run" still says so and never calls the GPU incompatible)
+                     "alloc_failed", "status_not_initialized")
 # ... and that put the failure on the GPU or its kernels: a FAIL ("incompatible").
 _DEVICE_MARKERS = ("no kernel image", "cublas_status", "cudnn_status", "device-side assert", "illegal memory access",
                    "illegal instruction", "misaligned address", "unspecified launch failure", "cuda error",

@@ -317,3 +317,25 @@ def test_batches_that_fail_while_every_text_embeds_alone_are_a_finding_not_an_un
     md = (tmp_path / "verdict.md").read_text()
     assert "the Ollama side was not measured" not in md
     assert "a batch-size-dependent failure" in md and "each alone worked" in md
+    # ... and reach the decision: a finding about Ollama (no 'Keep Ollama' over them).
+    from bench.analyse.comparison import decision_inputs
+
+    inputs, control, _ = decision_inputs(None, data)
+    assert control == "fake-ollama" and inputs.ollama_call_failures
+    assert all("fake server answered HTTP 500" in line for line in inputs.ollama_call_failures)
+    assert inputs.memory_notes == () and inputs.native_call_failures == ()
+
+
+def test_native_out_of_memory_in_batch_latency_is_a_capacity_note_not_an_issue(tmp_path, small_model_path, fakes):
+    """Review: one forward pass over 100 documents may not fit beside another model; that is
+    capacity, shown beside the decision, not a defect that makes a migration conditional."""
+    fakes(**{"fake-ollama": FakeBehaviour(kind="ollama"), "fake-native": FakeBehaviour(kind="native", max_batch=4)})
+    asyncio.run(run_bench(config_for(tiny_profile(small_model_path, batch_sizes=(1, 4), token_budgets=()), tmp_path,
+                                     ["fake-ollama", "fake-native"])))
+    data = json.loads((tmp_path / "bench.json").read_text())
+    from bench.analyse.comparison import decision_inputs
+
+    inputs, _, treatment = decision_inputs(None, data)
+    assert treatment == "fake-native" and data["backends"]["fake-native"]["error"] is None
+    assert inputs.native_call_failures == ()
+    assert any("out of memory on the device" in line for line in inputs.memory_notes)

@@ -5,7 +5,6 @@ quality, truncation, per-text failures, placement. Pure functions over probe.jso
 from __future__ import annotations
 
 import math
-import re
 from typing import Any
 
 from bench.analyse.decision import (
@@ -262,6 +261,7 @@ def decision_inputs(probe: dict[str, Any] | None, bench: dict[str, Any]) -> tupl
         ollama_only_failures=ollama_only_failures(bench, control, treatment) if control and treatment else 0,
         ollama_call_failures=tuple(call_failure_lines(bench, control)) if control else (),
         native_call_failures=tuple(call_failure_lines(bench, treatment)) if treatment else (),
+        memory_notes=tuple(line for b in (control, treatment) if b for line in call_failure_lines(bench, b, memory=True)),
         sets_without_comparison=tuple(without_comparison),
     )
     return inputs, control, treatment
@@ -298,15 +298,16 @@ def uncompared_sets(bench: dict[str, Any], compared: set[str], control: str, tre
     return gaps, findings
 
 
-# record_call_failures' wording for timed calls that failed (bench/measure/runner.py).
-_CALLS_FAILED = re.compile(r"^\d+ of \d+ calls failed")
-
-
-def call_failure_lines(bench: dict[str, Any], backend: str) -> list[str]:
+def call_failure_lines(bench: dict[str, Any], backend: str, memory: bool = False) -> list[str]:
     """Timed calls that failed where the decision does not read them (a batch size, a token
-    budget, batch latency, concurrency): the backend stays measured, and this says what failed."""
+    budget, batch latency, concurrency): the backend stays measured, and this says what failed.
+    memory=False: failures for any other reason than memory; True: the out-of-memory ones, a
+    capacity note (a batch of 100 documents in one forward pass, say), not a defect."""
+    from probe.failures import failure_cause
+
     return [f"{backend} failed calls on '{f['text_set']}' ({f['scenario'].strip()}): {f['error']}"
-            for f in bench["failures"] if f["backend"] == backend and _CALLS_FAILED.match(f["error"])]
+            for f in bench["failures"] if f["backend"] == backend and f.get("kind") == "calls"
+            and (failure_cause(f["error"]) == "resource") == memory]
 
 
 def ollama_only_failures(bench: dict[str, Any], control: str, treatment: str) -> int:
@@ -329,6 +330,8 @@ def shape_differences(model_config: dict[str, Any]) -> str:
 
     if not model_config:
         return "its config was not recorded"
+    if "error" in model_config:
+        return f"its config could not be read: {model_config['error']}"
     bge = published()["files"]["config.json"]
     return ", ".join(f"{key} {model_config.get(key)} instead of {bge[key]}" for key in BGE_M3_SHAPE_KEYS
                      if model_config.get(key) != bge[key])

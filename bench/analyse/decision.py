@@ -5,7 +5,7 @@ decision table says the same, and a test holds the two together):
 
 1. Probe. "incompatible" (a critical check failed on the GPU: kernels wrong or no dtype gives
    finite vectors) closes the TD -- unless the failed check said the model cannot run there
-   (torch build, model smoke) and the bench ran native on the GPU with vectors that match
+   (torch build, kernels, model smoke) and the bench ran native on the GPU with vectors that match
    Ollama's: then probe and bench disagree and the answer is Inconclusive. A probe that
    did not run on the target, or could not run a critical check, leaves it Inconclusive. A
    configuration (forced TF32), a model that cannot be downloaded, memory other processes hold
@@ -60,7 +60,7 @@ NEIGHBOUR_AGREEMENT_MIN = 0.90  # mean top-10 overlap between Ollama and native 
 
 RULES: tuple[tuple[str, str], ...] = (
     ("probe", "“incompatible” (a critical check failed on the GPU) closes the TD, unless the check said the model "
-              "cannot run there (torch build, model smoke) and the bench ran native on the GPU with matching vectors "
+              "cannot run there (torch build, kernels, model smoke) and the bench ran native on the GPU with matching vectors "
               "(then Inconclusive: the two disagree); a probe not run on the target, or with a critical check not "
               "run, is Inconclusive"),
     ("evidence", "both sides measured, native a bge-m3-shaped model with trained weights on the GPU, the bench "
@@ -217,6 +217,7 @@ class DecisionInputs:
     ollama_call_failures: tuple[str, ...] = ()
     native_call_failures: tuple[str, ...] = ()
     probe_failed_checks: tuple[str, ...] = ()  # names of the probe's checks that failed
+    memory_notes: tuple[str, ...] = ()  # calls that ran out of memory outside the deciding figures
 
 
 @dataclass(frozen=True)
@@ -231,9 +232,10 @@ class Decision:
 
 
 # Checks whose failure says "the model cannot run natively on this GPU" -- which a bench run of
-# native on the GPU with vectors matching Ollama's refutes. A wrong op in one dtype (kernels) or
-# attention with a padding mask (the compared vectors come from unpadded one-text calls) is not.
-CHECKS_A_RUN_CAN_REFUTE = frozenset({"torch_build", "sentence_transformers"})
+# native on the GPU with vectors matching Ollama's puts in doubt (kernels: the failed op may be
+# in a dtype no measured backend used). Attention with a padding mask is not refuted: the
+# compared vectors come from unpadded one-text calls.
+CHECKS_A_RUN_CAN_REFUTE = frozenset({"torch_build", "sentence_transformers", "kernels"})
 
 PLACEMENT_FIX = ("give Ollama the whole model on the GPU (free device memory, leave num_gpu unset, keep the "
                  "compose GPU reservation) and re-run")
@@ -292,7 +294,8 @@ def decide(inputs: DecisionInputs) -> Decision:
     speed = [_set_reason(s) for s in sets]
     latency = [f"beside the decision, single-text latency p50 on '{c.text_set}': native/Ollama {c.ratio:.2f}× "
                f"({c.detail})" for c in inputs.latency]
-    tail = [*inputs.ollama_text_failures, *inputs.ollama_call_failures, *latency]
+    tail = [*inputs.ollama_text_failures, *inputs.ollama_call_failures,
+            *(f"capacity, beside the decision: {line}" for line in inputs.memory_notes), *latency]
     native_faster = bool(classes & {SpeedClass.MIGRATION, SpeedClass.FASTER})
     issues = [*(f"workaround needed: {w}" for w in inputs.workarounds), *inputs.quality_issues,
               *inputs.truncation_issues, *inputs.native_text_failures, *inputs.native_call_failures,
@@ -305,7 +308,8 @@ def decide(inputs: DecisionInputs) -> Decision:
             f"Ollama ran {where} (/api/ps size_vram < size): native's speed-up is not credited against it; "
             f"{PLACEMENT_FIX}", *speed, *issues, *tail), sets)
     if classes <= {SpeedClass.SIMILAR, SpeedClass.SLOWER}:
-        maybe_faster = [s for s in sets if SIMILAR_BELOW in s.straddles or s.comparison.ci95_high is None]
+        maybe_faster = [s for s in sets if SIMILAR_BELOW in s.straddles
+                        or (s.comparison.ci95_high is None and s.speed_class is SpeedClass.SIMILAR)]
         if maybe_faster:
             return Decision(Outcome.CONDITIONAL, (
                 "similar only as far as the passes can tell: " + ", ".join(

@@ -60,7 +60,9 @@ def is_cuda_oom(err: BaseException) -> bool:
     )
     if oom_types and isinstance(err, oom_types):
         return True
-    return isinstance(err, RuntimeError) and "CUDA out of memory" in str(err)
+    # "CUDA error: out of memory" and CUBLAS_STATUS_ALLOC_FAILED are memory too (probe/failures.py).
+    text = str(err).lower()
+    return isinstance(err, RuntimeError) and ("out of memory" in text or "alloc_failed" in text)
 
 
 def apply_attention_settings(settings: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -241,7 +241,7 @@ def record_call_failures(state: RunState, name: str) -> None:
         if not bad:
             continue
         failure = Failure(name, m.text_set, f"{m.scenario} {format_params(m.params)}",
-                          f"{len(bad)} of {len(m.samples)} calls failed: {bad[0].error}")
+                          f"{len(bad)} of {len(m.samples)} calls failed: {bad[0].error}", kind="calls")
         if failure not in state.failures:
             state.failures.append(failure)
     stopped = next((f.error for f in state.failures if f.backend == name and f.scenario == "run"), None)

@@ -48,10 +48,11 @@ async def timed_embed(backend: EmbeddingBackend, texts: Sequence[str], raise_oom
     started = time.perf_counter()
     try:
         response = await backend.embed(texts)
-    except BackendOutOfMemory:
+    except BackendOutOfMemory as err:
         if raise_oom:
             raise
-        return TimedCall(Sample(value=None, ok=False, error="out of device memory"), None, None)
+        # Worded so probe.failures reads it as memory: a capacity note, not a defect of the backend.
+        return TimedCall(Sample(value=None, ok=False, error=f"out of memory on the device ({err})"), None, None)
     except BackendError as err:
         return TimedCall(Sample(value=None, ok=False, error=str(err)), None, None)
     latency_ms = (time.perf_counter() - started) * 1000.0
