@@ -6,7 +6,9 @@ memory and a description. The bench loop only ever sees this protocol.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -33,6 +35,42 @@ class BackendUnavailable(BackendError):
 
 class BackendOutOfMemory(BackendError):
     """The device ran out of memory for this call (the caller may retry smaller)."""
+
+
+@contextlib.contextmanager
+def explained_errors(explain: Callable[[BaseException], BackendError | None]) -> Iterator[None]:
+    """Re-raise what an HTTP client raises as the BackendError `explain` gives for it (one
+    actionable line); a BackendError passes through, anything `explain` cannot place as it is."""
+    try:
+        yield
+    except BackendError:
+        raise
+    except Exception as err:  # noqa: BLE001 - explained below or re-raised as is
+        explained = explain(err)
+        if explained is None:
+            raise
+        raise explained from err
+
+
+class LoopClient:
+    """One HTTP client per running event loop: pooled connections belong to the loop that made
+    them, and the bench runs a fresh loop per phase (asyncio.run)."""
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self._make = make
+        self._client: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def get(self) -> Any:
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._loop is not loop:
+            self._client, self._loop = self._make(), loop
+        return self._client
+
+    def forget(self) -> Any:
+        """The current client (None if none), no longer handed out: the caller closes it."""
+        client, self._client, self._loop = self._client, None, None
+        return client
 
 
 @dataclass(frozen=True)

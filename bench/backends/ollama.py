@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -38,7 +38,9 @@ from bench.backends.base import (
     BackendUnavailable,
     EmbedResponse,
     LoadReport,
+    LoopClient,
     MemoryFigure,
+    explained_errors,
 )
 
 DEFAULT_PORT = 11434
@@ -167,34 +169,23 @@ class _OllamaBase:
         self.model = settings.ollama_model
         self.host = base_url(settings.ollama_host)
         self.options: dict[str, Any] | None = dict(settings.ollama_options) or None
-        self._client: Any = None
-        self._client_loop: asyncio.AbstractEventLoop | None = None
+        self._client = LoopClient(self._make_client)
         self._facts: dict[str, Any] = {}
 
     # -- plumbing ----------------------------------------------------------------------
 
     def client(self) -> Any:
-        """The AsyncClient for the running event loop (pooled connections belong to one loop)."""
+        """The AsyncClient for the running event loop."""
+        return self._client.get()
+
+    def _make_client(self) -> Any:
         import ollama
 
-        loop = asyncio.get_running_loop()
-        if self._client is None or self._client_loop is not loop:
-            self._client = ollama.AsyncClient(host=self.host, timeout=self.settings.timeout_s)
-            self._client_loop = loop
-        return self._client
+        return ollama.AsyncClient(host=self.host, timeout=self.settings.timeout_s)
 
-    @contextlib.contextmanager
-    def errors(self) -> Iterator[None]:
+    def errors(self) -> contextlib.AbstractContextManager[None]:
         """Turn what the client raises into BackendError with one actionable line."""
-        try:
-            yield
-        except BackendError:
-            raise
-        except Exception as err:  # noqa: BLE001 - explained below or re-raised as is
-            explained = explain_error(err, self.host, self.model, self.settings.timeout_s)
-            if explained is None:
-                raise
-            raise explained from err
+        return explained_errors(lambda err: explain_error(err, self.host, self.model, self.settings.timeout_s))
 
     # -- protocol ----------------------------------------------------------------------
 

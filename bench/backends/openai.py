@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -39,7 +39,9 @@ from bench.backends.base import (
     BackendUnavailable,
     EmbedResponse,
     LoadReport,
+    LoopClient,
     MemoryFigure,
+    explained_errors,
 )
 from bench.backends.ollama import one_line
 
@@ -150,8 +152,7 @@ class OpenAIEmbeddingsBackend:
         self.host = base_url(settings.openai_url or DEFAULT_URL)
         self.where = redacted(self.host)
         self.model: str | None = settings.openai_model
-        self._client: Any = None
-        self._client_loop: asyncio.AbstractEventLoop | None = None
+        self._client = LoopClient(self._make_client)
         self._facts: dict[str, Any] = {}
         self._norm_min = np.inf
         self._norm_max = -np.inf
@@ -160,29 +161,19 @@ class OpenAIEmbeddingsBackend:
     # -- plumbing ----------------------------------------------------------------------
 
     def client(self) -> Any:
-        """The AsyncClient for the running event loop (pooled connections belong to one loop)."""
+        """The AsyncClient for the running event loop."""
+        return self._client.get()
+
+    def _make_client(self) -> Any:
         import httpx
 
-        loop = asyncio.get_running_loop()
-        if self._client is None or self._client_loop is not loop:
-            key = os.environ.get(API_KEY_ENV)
-            headers = {"Authorization": f"Bearer {key}"} if key else {}
-            self._client = httpx.AsyncClient(base_url=self.host, timeout=self.settings.timeout_s, headers=headers,
-                                             limits=httpx.Limits(max_connections=64), transport=self.transport)
-            self._client_loop = loop
-        return self._client
+        key = os.environ.get(API_KEY_ENV)
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return httpx.AsyncClient(base_url=self.host, timeout=self.settings.timeout_s, headers=headers,
+                                 limits=httpx.Limits(max_connections=64), transport=self.transport)
 
-    @contextlib.contextmanager
-    def errors(self) -> Iterator[None]:
-        try:
-            yield
-        except BackendError:
-            raise
-        except Exception as err:  # noqa: BLE001 - explained below or re-raised as is
-            explained = explain_transport(err, self.where, self.settings.timeout_s)
-            if explained is None:
-                raise
-            raise explained from err
+    def errors(self) -> contextlib.AbstractContextManager[None]:
+        return explained_errors(lambda err: explain_transport(err, self.where, self.settings.timeout_s))
 
     async def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[Any, Any]:
         """(parsed JSON, response); an error answer or a non-JSON body raises BackendError."""
@@ -244,7 +235,7 @@ class OpenAIEmbeddingsBackend:
 
     async def unload(self) -> None:
         """The server keeps its model; only this client's connections are closed."""
-        client, self._client, self._client_loop = self._client, None, None
+        client = self._client.forget()
         if client is not None:
             with contextlib.suppress(Exception):
                 await client.aclose()
