@@ -78,19 +78,26 @@ def log_ticks(boxes: Sequence[tuple[float, float, float]], low: float, high: flo
     return sorted(ticks)
 
 
+def _set_panels(bench: dict[str, Any], figures: Sequence[Any]):
+    """(figure, [(axes, text set, that set's figures)]): one panel per text set that has any;
+    None when `figures` is empty."""
+    if not figures:
+        return None
+    sets = [s for s in text_set_names(bench) if any(f.text_set == s for f in figures)]
+    fig, axes = _pyplot().subplots(1, len(sets), figsize=(4.5 * len(sets), 4), squeeze=False)
+    return fig, [(ax, s, [f for f in figures if f.text_set == s]) for ax, s in zip(axes[0], sets)]
+
+
 def latency_figure(bench: dict[str, Any]):
     """Single-text latency distribution per backend, one panel per text set (log axis); None
     when nothing was measured."""
-    figures = [f for f in all_figures(bench) if f.single_samples_ms]
-    if not figures:
+    panels = _set_panels(bench, [f for f in all_figures(bench) if f.single_samples_ms])
+    if panels is None:
         return None
-    plt = _pyplot()
     from matplotlib.ticker import FixedLocator, NullFormatter
 
-    sets = [s for s in text_set_names(bench) if any(f.text_set == s for f in figures)]
-    fig, axes = plt.subplots(1, len(sets), figsize=(4.5 * len(sets), 4), squeeze=False)
-    for ax, text_set in zip(axes[0], sets):
-        rows = [f for f in figures if f.text_set == text_set]
+    fig, per_set = panels
+    for ax, text_set, rows in per_set:
         ax.boxplot([f.single_samples_ms for f in rows], showfliers=True)
         ax.set_xticks(range(1, len(rows) + 1), [f"{f.backend}\nn={len(f.single_samples_ms)}" for f in rows],
                       fontsize=8)
@@ -122,14 +129,11 @@ def _setting_tick(point) -> str:
 def throughput_figure(bench: dict[str, Any]):
     """Whole-set texts/s per backend at every swept setting (batch sizes, then token budgets),
     one panel per text set; None when no pass completed."""
-    figures = [f for f in all_figures(bench) if any(p.texts_per_s for p in f.throughput)]
-    if not figures:
+    panels = _set_panels(bench, [f for f in all_figures(bench) if any(p.texts_per_s for p in f.throughput)])
+    if panels is None:
         return None
-    plt = _pyplot()
-    sets = [s for s in text_set_names(bench) if any(f.text_set == s for f in figures)]
-    fig, axes = plt.subplots(1, len(sets), figsize=(4.5 * len(sets), 4), squeeze=False)
-    for ax, text_set in zip(axes[0], sets):
-        rows = [f for f in figures if f.text_set == text_set]
+    fig, per_set = panels
+    for ax, text_set, rows in per_set:
         settings = sorted({p.sort_key: p for f in rows for p in f.throughput}.items())
         position = {key: i for i, (key, _) in enumerate(settings)}
         for f in rows:
