@@ -10,6 +10,7 @@ import json
 import sys
 
 import pytest
+from fake_torch import NOT_COMPATIBLE, FakeCudaTorch
 
 from probe.checks import environment, gpu, kernels, torch_build, triton_compile
 from probe.checks.torch_build import ArchCoverage, classify_arch_coverage, parse_arch
@@ -349,47 +350,6 @@ def test_torch_build_with_broken_torch_fails(monkeypatch):
     assert "torch not importable" in result.reason
 
 
-class FakeCudaTorch:
-    """Enough of `torch` for check_torch_build's device path: a GB10 behind a chosen wheel."""
-
-    def __init__(self, arch_list, *, capability=(12, 1), smoke_error=None, warn=False):
-        import types
-        import warnings
-
-        import torch as real
-
-        self.__version__ = "2.9.0+cu130"
-        self.float32 = real.float32
-        self.version = types.SimpleNamespace(cuda="13.0")
-        self.backends = types.SimpleNamespace(cudnn=types.SimpleNamespace(version=lambda: 91300))
-
-        def check_cubins():
-            if warn:
-                warnings.warn(
-                    "\nNVIDIA GB10 with CUDA capability sm_121 is not compatible with the current PyTorch "
-                    "installation.\nThe current PyTorch install supports CUDA capabilities sm_80 sm_90.",
-                    UserWarning,
-                    stacklevel=2,
-                )
-
-        self.cuda = types.SimpleNamespace(
-            get_arch_list=lambda: list(arch_list),
-            init=lambda: None,
-            current_device=lambda: 0,
-            get_device_capability=lambda index=0: capability,
-            get_device_name=lambda index=0: "NVIDIA GB10",
-            synchronize=lambda: None,
-            _check_cubins=check_cubins,
-        )
-
-        def arange(n, device=None, dtype=None):
-            if smoke_error is not None:
-                raise RuntimeError(smoke_error)
-            return real.arange(n, dtype=dtype)
-
-        self.arange = arange
-
-
 @pytest.mark.parametrize(
     ("arch_list", "status", "coverage"),
     [
@@ -414,7 +374,7 @@ def test_torch_build_device_path_with_a_fake_gb10(monkeypatch, arch_list, status
 
 def test_torch_build_not_covered_records_torchs_warning_and_fails(monkeypatch):
     error = "CUDA error: no kernel image is available for execution on the device"
-    fake = FakeCudaTorch(["sm_80", "sm_90"], warn=True, smoke_error=error)
+    fake = FakeCudaTorch(["sm_80", "sm_90"], warning=NOT_COMPATIBLE, smoke_error=error)
     monkeypatch.setitem(sys.modules, "torch", fake)
     result = torch_build.check_torch_build(_ctx("cuda"))
     assert result.status is Status.FAIL

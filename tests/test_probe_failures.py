@@ -7,8 +7,9 @@ from __future__ import annotations
 import sys
 
 import pytest
+from fake_torch import FakeCudaTorch
 from test_probe_attention import TINY, ctx
-from test_probe_checks_device import FakeCudaTorch, _ctx, _replace_op
+from test_probe_checks_device import _ctx, _replace_op
 
 from probe.checks import kernels, torch_build
 from probe.checks.attention import NOT_RUN, check_attention

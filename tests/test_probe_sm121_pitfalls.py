@@ -12,6 +12,7 @@ import sys
 import types
 
 import pytest
+from fake_torch import FakeCudaTorch
 
 from probe.checks import flash_attn, torch_build, triton_compile
 from probe.registry import ProbeContext
@@ -157,38 +158,11 @@ def test_ptxas_override_restores_a_users_setting(monkeypatch):
 # --- PyTorch's capability warning ------------------------------------------------------------
 
 
-class WarningTorch:
-    """Enough of `torch` for check_torch_build: GB10 behind a cu130 wheel, warning at CUDA init."""
-
-    def __init__(self, warning: str, smoke_error: str | None = None, capability=(12, 1)):
-        import warnings
-
-        import torch as real
-
-        self.__version__ = "2.13.0+cu130"
-        self.float32 = real.float32
-        self.version = types.SimpleNamespace(cuda="13.0")
-        self.backends = types.SimpleNamespace(cudnn=types.SimpleNamespace(version=lambda: 91300))
-
-        def check_capability():
-            warnings.warn(warning, UserWarning, stacklevel=2)
-
-        self.cuda = types.SimpleNamespace(
-            get_arch_list=lambda: ["sm_80", "sm_90", "sm_100", "sm_110", "sm_120"],
-            init=lambda: None,
-            current_device=lambda: 0,
-            get_device_capability=lambda index=0: capability,
-            get_device_name=lambda index=0: "NVIDIA GB10",
-            synchronize=lambda: None,
-            _check_capability=check_capability,
-        )
-
-        def arange(n, device=None, dtype=None):
-            if smoke_error is not None:
-                raise RuntimeError(smoke_error)
-            return real.arange(n, dtype=dtype)
-
-        self.arange = arange
+def torch_213_on_gb10(warning: str, smoke_error: str | None = None, capability=(12, 1)) -> FakeCudaTorch:
+    """GB10 behind a cu130 torch 2.13 wheel, warning at CUDA init."""
+    return FakeCudaTorch(["sm_80", "sm_90", "sm_100", "sm_110", "sm_120"], capability=capability,
+                         smoke_error=smoke_error, warning=warning, warned_by="_check_capability",
+                         version="2.13.0+cu130")
 
 
 @pytest.mark.parametrize(("warning", "quoted"), [
@@ -196,7 +170,7 @@ class WarningTorch:
     (TORCH_291_GB10, '"Found GPU0 NVIDIA GB10 which is of cuda capability 12.1."'),
 ])
 def test_torch_capability_warning_is_recorded_and_judged_by_the_kernel_that_ran(monkeypatch, warning, quoted):
-    monkeypatch.setitem(sys.modules, "torch", WarningTorch(warning))
+    monkeypatch.setitem(sys.modules, "torch", torch_213_on_gb10(warning))
     result = torch_build.check_torch_build(_ctx("cuda"))
     assert result.status is Status.PASS, result.reason  # sm_120 cubin runs on sm_121, and it did
     assert result.figures["capability_warnings"] == [warning.strip()]
@@ -207,7 +181,7 @@ def test_torch_capability_warning_is_recorded_and_judged_by_the_kernel_that_ran(
 
 def test_torch_capability_warning_with_a_failing_kernel_is_a_fail_that_quotes_it(monkeypatch):
     error = "CUDA error: no kernel image is available for execution on the device"
-    monkeypatch.setitem(sys.modules, "torch", WarningTorch(TORCH_213_GB10, smoke_error=error))
+    monkeypatch.setitem(sys.modules, "torch", torch_213_on_gb10(TORCH_213_GB10, smoke_error=error))
     result = torch_build.check_torch_build(_ctx("cuda"))
     assert result.status is Status.FAIL
     assert "no kernel image is available" in result.reason
@@ -215,7 +189,7 @@ def test_torch_capability_warning_with_a_failing_kernel_is_a_fail_that_quotes_it
 
 
 def test_the_gb10_issue_is_cited_only_on_sm_121(monkeypatch):
-    monkeypatch.setitem(sys.modules, "torch", WarningTorch(TORCH_213_GB10, capability=(12, 0)))
+    monkeypatch.setitem(sys.modules, "torch", torch_213_on_gb10(TORCH_213_GB10, capability=(12, 0)))
     result = torch_build.check_torch_build(_ctx("cuda"))
     assert "torch warned at CUDA init" in result.reason and "pytorch/pytorch#172629" not in result.reason
 
